@@ -1,0 +1,1 @@
+from ._app import JSON_OPTION, app, emit, fail  # noqa: F401

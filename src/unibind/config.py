@@ -1,0 +1,65 @@
+"""Small helpers to save typed config dataclasses as JSON next to what they produced."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .atomic import atomic_file
+
+T = TypeVar("T")
+
+MODALITIES: tuple[str, ...] = ("text", "image", "audio")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON; readers never see a half-written file."""
+    with atomic_file(path, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_json_default)
+        fh.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as a plain JSON-ready dict."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys are an error, others default."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
+    return cls(**data)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    write_json_atomic(path, to_dict(config))
+
+
+def load_config(cls: type[T], path: str | os.PathLike) -> T:
+    return from_dict(cls, read_json(path))
+
+
+def check_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    return modality

@@ -1,0 +1,67 @@
+"""Build a manifest from ``SRC/<label>/<files>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..manifest import write_manifest
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+AUDIO_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
+TEXT_EXTS = frozenset({".txt"})
+
+
+def modality_of(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTS:
+        return "image"
+    if ext in AUDIO_EXTS:
+        return "audio"
+    if ext in TEXT_EXTS:
+        return "text"
+    return None
+
+
+def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.DataFrame:
+    """Rows for every media/text file under ``src/<label>/`` (recursively), paths relative to
+    ``relative_to``. Files that share a stem within a label share a ``group``."""
+    src, base = Path(src).resolve(), Path(relative_to).resolve()
+    if not src.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {src}")
+    rows, skipped = [], 0
+    for label_dir in sorted(p for p in src.iterdir() if p.is_dir()):
+        for file in sorted(p for p in label_dir.rglob("*") if p.is_file()):
+            modality = modality_of(file)
+            if modality is None:
+                skipped += 1
+                continue
+            stem = file.relative_to(label_dir).with_suffix("").as_posix()
+            rel_path = os.path.relpath(file, base)
+            row = {"id": f"{label_dir.name}/{file.relative_to(label_dir).as_posix()}",
+                   "modality": modality, "label": label_dir.name,
+                   "group": f"{label_dir.name}/{stem}", "split": "", "path": rel_path, "text": ""}
+            if modality == "text":
+                row["text"] = file.read_text(encoding="utf-8", errors="replace").strip()
+                row["path"] = ""
+            rows.append(row)
+    if skipped:
+        log.info("skipped %d file(s) of unknown type under %s", skipped, src)
+    if not rows:
+        raise FileNotFoundError(f"no image, audio or .txt files found under {src}/<label>/")
+    return pd.DataFrame(rows)
+
+
+def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Scan ``src`` and write the manifest to ``out`` (its paths relative to ``out``'s folder)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = scan_folder(src, out.parent)
+    log.info("%d items (%s) from %s", len(table),
+             ", ".join(f"{m}: {n}" for m, n in table["modality"].value_counts().items()), src)
+    return write_manifest(table, out)

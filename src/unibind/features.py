@@ -1,0 +1,139 @@
+"""A feature set on disk: per-modality float32 matrices plus the item table that indexes them.
+
+Layout of a features folder::
+
+    features.json             encoder specs + identities + dims, manifest digest, counts
+    items.parquet             manifest rows that were embedded, with ``row`` = row in its matrix
+    embeddings.safetensors    {modality: float32 [n_modality, dim_modality]}
+    errors.jsonl              items that failed ({id, path, reason}), one JSON object per line
+
+This module imports no encoder: later stages read features only through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from .atomic import atomic_folder
+from .config import MODALITIES, read_json, write_json_atomic
+
+FORMAT_VERSION = 1
+
+
+class FeaturesError(ValueError):
+    """A features folder that is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class Features:
+    """Embedded items of one manifest; ``arrays[m][items.row]`` is the vector of an item."""
+
+    items: pd.DataFrame
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if m in self.arrays]
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: int(a.shape[1]) for m, a in self.arrays.items()}
+
+    def by_modality(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """``{modality: (ids, matrix)}`` with ids in matrix row order."""
+        out = {}
+        for m in self.modalities:
+            rows = self.items[self.items["modality"] == m].sort_values("row")
+            out[m] = (rows["id"].tolist(), self.arrays[m][rows["row"].to_numpy()])
+        return out
+
+    def table(self, modality: str) -> pd.DataFrame:
+        """Items of one modality, sorted by matrix row."""
+        rows = self.items[self.items["modality"] == modality]
+        return rows.sort_values("row").reset_index(drop=True)
+
+
+def save_features(out: str | os.PathLike, items: pd.DataFrame, arrays: dict[str, np.ndarray],
+                  meta: dict[str, Any], errors: list[dict[str, str]] | None = None) -> Path:
+    """Write a features folder atomically (built beside ``out``, then swapped in)."""
+    out = Path(out)
+    _check_consistent(items, arrays, out)
+    with atomic_folder(out) as tmp:
+        _write_into(tmp, items, arrays, meta, errors)
+    return out
+
+
+def _write_into(tmp: Path, items: pd.DataFrame, arrays: dict[str, np.ndarray],
+                meta: dict[str, Any], errors: list[dict[str, str]] | None) -> None:
+    save_file({m: np.ascontiguousarray(a, dtype=np.float32) for m, a in arrays.items()},
+              str(tmp / "embeddings.safetensors"))
+    items.reset_index(drop=True).to_parquet(tmp / "items.parquet", index=False)
+    with open(tmp / "errors.jsonl", "w") as fh:
+        for err in errors or []:
+            fh.write(json.dumps(err) + "\n")
+    write_json_atomic(tmp / "features.json", {"format": FORMAT_VERSION, **meta})
+
+
+def _check_consistent(items: pd.DataFrame, arrays: dict[str, np.ndarray], where: Path) -> None:
+    for m in set(items["modality"]) | set(arrays):
+        n_items = int((items["modality"] == m).sum())
+        n_rows = 0 if m not in arrays else arrays[m].shape[0]
+        if n_items != n_rows:
+            raise FeaturesError(f"{where}: {m} has {n_items} items but {n_rows} vectors")
+        if n_items:
+            rows = np.sort(items.loc[items["modality"] == m, "row"].to_numpy())
+            if not np.array_equal(rows, np.arange(n_items)):
+                raise FeaturesError(f"{where}: {m} rows are not a permutation of 0..{n_items - 1}")
+
+
+def load_features(path: str | os.PathLike) -> Features:
+    """Read a features folder written by ``save_features`` (e.g. by ``unibind extract``)."""
+    path = Path(path)
+    needed = ["features.json", "items.parquet", "embeddings.safetensors"]
+    absent = [n for n in needed if not (path / n).is_file()]
+    if absent:
+        raise FeaturesError(f"{path} is not a features folder (missing {', '.join(absent)}); "
+                            "create one with `unibind extract`")
+    meta = read_json(path / "features.json")
+    if meta.get("format") != FORMAT_VERSION:
+        raise FeaturesError(f"{path}: features format {meta.get('format')} != {FORMAT_VERSION}")
+    items = pd.read_parquet(path / "items.parquet")
+    arrays = load_file(str(path / "embeddings.safetensors"))
+    _check_consistent(items, arrays, path)
+    return Features(items=items, arrays=arrays, meta=meta, path=path)
+
+
+def read_errors(path: str | os.PathLike) -> list[dict[str, str]]:
+    file = Path(path) / "errors.jsonl"
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def features_from_arrays(arrays: dict[str, np.ndarray], labels: dict[str, list[str]],
+                         groups: dict[str, list[str]] | None = None,
+                         splits: dict[str, list[str]] | None = None,
+                         meta: dict[str, Any] | None = None) -> Features:
+    """Build an in-memory ``Features`` from matrices (synthetic data, tests, benchmarks)."""
+    rows = []
+    for m, mat in arrays.items():
+        for i in range(mat.shape[0]):
+            rows.append({"id": f"{m}-{i}", "modality": m, "label": labels[m][i],
+                         "group": (groups or {}).get(m, [""] * mat.shape[0])[i],
+                         "split": (splits or {}).get(m, [""] * mat.shape[0])[i],
+                         "path": "", "text": "", "row": i})
+    items = pd.DataFrame(rows)
+    default_meta = {"encoders": {m: {"name": f"synthetic-{m}", "dim": int(a.shape[1])}
+                                 for m, a in arrays.items()}}
+    return Features(items=items, arrays={m: a.astype(np.float32) for m, a in arrays.items()},
+                    meta={**default_meta, **(meta or {})})

@@ -1,0 +1,54 @@
+"""Per-modality projection heads into one shared space (modality is a key, as in ImageBind)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """Shape of the heads: input dim per modality, shared dim, optional MLP hidden width."""
+
+    dims: dict[str, int] = field(default_factory=dict)
+    embed_dim: int = 256
+    hidden: int = 0  # 0: one Linear per modality (the reference); >0: Linear-GELU-Linear
+    dropout: float = 0.0
+    logit_scale_init: float = 1 / 0.07
+    logit_scale_max: float = 100.0
+
+
+def _head(d_in: int, cfg: HeadsConfig) -> nn.Module:
+    if cfg.hidden <= 0:
+        return nn.Linear(d_in, cfg.embed_dim)
+    return nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+                         nn.Linear(cfg.hidden, cfg.embed_dim))
+
+
+class Heads(nn.Module):
+    """``{modality: features}`` -> ``{modality: L2-normalised embedding}`` plus a logit scale."""
+
+    def __init__(self, cfg: HeadsConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.ModuleDict({m: _head(d, cfg) for m, d in cfg.dims.items()})
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.proj.keys())
+
+    def embed(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        if modality not in self.proj:
+            raise KeyError(f"no head for modality {modality!r}; heads: {self.modalities}")
+        return nn.functional.normalize(self.proj[modality](x), dim=-1)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {m: self.embed(m, x) for m, x in inputs.items()}
+
+    def logit_scale(self) -> torch.Tensor:
+        """exp(log scale), clamped to ``logit_scale_max`` as in CLIP."""
+        return self.log_logit_scale.exp().clamp(max=self.cfg.logit_scale_max)

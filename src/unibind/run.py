@@ -1,0 +1,121 @@
+"""A trained run on disk: heads (safetensors) + run.json (config, encoders, provenance).
+
+Layout of a run folder::
+
+    run.json             heads config, training config, encoder specs/identities, features path,
+                         data digest, training curve, head digest
+    heads.safetensors    state dict of ``Heads`` (+ optional ``center.<modality>`` vectors)
+
+Later stages (evaluate, index, search, plot, report) read runs only through this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_folder
+from .config import from_dict, read_json, to_dict, write_json_atomic
+from .heads import Heads, HeadsConfig
+
+CENTER_PREFIX = "center."
+
+
+class RunError(ValueError):
+    """A run folder that is missing or inconsistent."""
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Run:
+    """Trained heads plus everything needed to embed new inputs the same way."""
+
+    path: Path
+    heads: Heads
+    info: dict[str, Any]
+    centers: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Run:
+        path = Path(path)
+        if not (path / "run.json").is_file() or not (path / "heads.safetensors").is_file():
+            raise RunError(f"{path} is not a run folder (needs run.json and heads.safetensors); "
+                           "create one with `unibind train`")
+        info = read_json(path / "run.json")
+        heads = Heads(from_dict(HeadsConfig, info["heads"]))
+        state = load_file(str(path / "heads.safetensors"))
+        centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
+                   if k.startswith(CENTER_PREFIX)}
+        heads.load_state_dict({k: v for k, v in state.items() if not k.startswith(CENTER_PREFIX)})
+        heads.eval()
+        return cls(path=path, heads=heads, info=info, centers=centers)
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.heads.modalities
+
+    @property
+    def embed_dim(self) -> int:
+        return self.heads.cfg.embed_dim
+
+    @property
+    def encoders(self) -> dict[str, dict[str, Any]]:
+        """Per modality: the encoder spec and identity the heads were trained on."""
+        return self.info.get("encoders", {})
+
+    @property
+    def features_path(self) -> Path | None:
+        p = self.info.get("features")
+        return None if not p else (self.path / p).resolve()
+
+    @property
+    def head_digest(self) -> str:
+        return self.info["head_digest"]
+
+    @torch.no_grad()
+    def project(self, modality: str, x: np.ndarray, center: bool = False,
+                batch: int = 65536) -> np.ndarray:
+        """Encoder features ``[n, d_m]`` -> unit vectors ``[n, D]`` (float32).
+
+        ``center=True`` subtracts the modality's training mean (stored with the run) and
+        re-normalises, which closes the modality gap for mixed searches."""
+        x = np.asarray(x, dtype=np.float32)
+        out = np.empty((x.shape[0], self.embed_dim), dtype=np.float32)
+        for start in range(0, x.shape[0], batch):
+            out[start:start + batch] = self.heads.embed(
+                modality, torch.from_numpy(x[start:start + batch])).numpy()
+        if center:
+            if modality not in self.centers:
+                raise RunError(f"run {self.path} stores no centre for {modality!r}")
+            out -= self.centers[modality]
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
+             centers: dict[str, np.ndarray] | None = None) -> Path:
+    """Write heads + run.json atomically; ``info`` gains ``heads`` and ``head_digest``."""
+    path = Path(path)
+    with atomic_folder(path) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
+        for m, vec in (centers or {}).items():
+            state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))
+        save_file(state, str(tmp / "heads.safetensors"))
+        info = {**info, "heads": to_dict(heads.cfg),
+                "head_digest": file_digest(tmp / "heads.safetensors")}
+        write_json_atomic(tmp / "run.json", info)
+    return path
