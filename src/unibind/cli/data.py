@@ -31,3 +31,35 @@ def folder(src: Path = typer.Argument(..., help="Folder laid out as SRC/<label>/
     except (FileNotFoundError, ManifestError) as exc:
         fail(str(exc))
     emit(manifest_summary(path), as_json)
+
+
+def _finish(summary: dict, as_json: bool) -> None:
+    """Emit the summary; exit 1 when some items failed (they are listed in ``errors``)."""
+    emit(summary, as_json)
+    if summary.get("errors"):
+        raise typer.Exit(1)
+
+
+@data_app.command("esc50")
+def esc50(out: Path = typer.Option(..., "--out", help="Output folder (manifest.parquet inside)."),
+          source: str = typer.Option(None, "--source",
+                                     help="URL, local zip or extracted folder (default: the "
+                                          "ESC-50 GitHub archive, ~600 MB)."),
+          merge_folds: bool = typer.Option(False, "--merge-folds",
+                                           help="Concatenate each class's clips per fold: "
+                                                "5 files per class, as the reference did."),
+          sha256: str = typer.Option(None, "--sha256", help="Expected sha256 of the download."),
+          manifest: str = typer.Option("manifest.parquet", "--manifest",
+                                       help="Manifest file name inside --out."),
+          as_json: bool = JSON_OPTION) -> None:
+    """ESC-50 (2,000 clips, 50 classes, 5 folds; licence CC BY-NC 3.0) as a manifest."""
+    from ..data.download import DownloadError
+    from ..data.esc50 import ESC50Error, build_esc50
+
+    try:
+        summary = build_esc50(out, source=source, merge_folds=merge_folds, sha256=sha256,
+                              manifest=manifest)
+    except (DownloadError, ESC50Error, ManifestError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"licence: {summary['licence']}", err=True)
+    _finish(summary, as_json)
