@@ -1,1 +1,83 @@
-from ._app import JSON_OPTION, app, emit, fail  # noqa: F401
+"""``unibind extract`` and ``unibind encoders list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
+from ..extract import extract as run_extract
+from ..manifest import ManifestError
+from ..runtime import pick_device, pick_dtype
+from ._app import JSON_OPTION, app, emit, fail
+
+encoders_app = typer.Typer(no_args_is_help=True, help="Encoder profiles.")
+app.add_typer(encoders_app, name="encoders")
+
+
+@app.command("extract")
+def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.jsonl)."),
+            out: Path = typer.Option(..., "--out", help="Features folder to write."),
+            profile: str = typer.Option("seed", help=f"Encoder profile: {', '.join(PROFILES)}."),
+            text_encoder: str = typer.Option(None, help="Hub id or folder for text (BERT)."),
+            image_encoder: str = typer.Option(None, help="Hub id or folder for images (CLIP)."),
+            audio_encoder: str = typer.Option(None, help="Hub id or folder for audio (CLAP)."),
+            batch_size: int = typer.Option(32, min=1),
+            device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
+            dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
+            cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
+            as_json: bool = JSON_OPTION) -> None:
+    """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
+
+    Exit status 1 when any item failed (the others are still written)."""
+    dev = pick_device(device)
+    overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
+    try:
+        summary = run_extract(manifest, out, profile=profile, overrides=overrides,
+                              cache_dir=cache_dir, batch_size=batch_size, device=dev,
+                              dtype=pick_dtype(dev, dtype))
+    except (ManifestError, KeyError, OSError) as exc:
+        fail(str(exc))
+    lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
+             for m, s in summary["modalities"].items()]
+    lines += [f"FAILED {e['id']} ({e['path']}): {e['reason']}" for e in summary["errors"]]
+    emit(summary, as_json, "\n".join(lines + [f"features -> {summary['out']}"]))
+    if summary["errors"]:
+        raise typer.Exit(1)
+
+
+@encoders_app.command("list")
+def list_profiles(as_json: bool = JSON_OPTION,
+                  resolve: bool = typer.Option(False, help="Load models to report dims.")) -> None:
+    """Show profiles, their encoders and (with --resolve) output dims."""
+    out = {}
+    for name in PROFILES:
+        try:
+            specs = resolve_profile(name)
+        except Exception as exc:  # e.g. offline packages not installed
+            out[name] = {"description": DESCRIPTIONS[name], "error": str(exc)}
+            continue
+        entry = {"description": DESCRIPTIONS[name], "encoders": {}}
+        for m, spec in specs.items():
+            enc = {"backend": spec.backend, "source": spec.source, "options": spec.options,
+                   "dim": backend_class(spec.backend).config_dim(spec)
+                   or KNOWN_DIMS.get(spec.source)}
+            if resolve:
+                from ..encoders import load_encoder
+
+                enc["dim"] = load_encoder(spec).dim
+            entry["encoders"][m] = enc
+        out[name] = entry
+    lines = []
+    for name, entry in out.items():
+        lines.append(f"{name}: {entry['description']}")
+        for m, enc in entry.get("encoders", {}).items():
+            lines.append(f"  {m:<6} {enc['backend']:<18} dim {enc['dim']}  {enc['source']}")
+        if "error" in entry:
+            lines.append(f"  unavailable: {entry['error']}")
+    emit(out, as_json, "\n".join(lines))
+
+
+KNOWN_DIMS = {"bert-base-uncased": 768, "openai/clip-vit-large-patch14": 768,
+              "laion/larger_clap_general": 512}

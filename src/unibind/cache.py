@@ -1,0 +1,110 @@
+"""Content-addressed feature cache: vectors keyed by (encoder fingerprint, item digest).
+
+One folder per encoder fingerprint holds safetensors shards; each shard maps item digests to
+vectors. A finished batch becomes one shard, written atomically (temp file + rename), so a run
+killed at any point loses at most the batch in flight and never leaves a corrupt shard behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save
+
+from .atomic import atomic_file
+from .config import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+COMPACT_ABOVE = 256  # merge shards once a folder holds more than this many
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256(b"file\0")
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Vectors of one encoder, addressed by item digest."""
+
+    def __init__(self, root: str | os.PathLike, fingerprint: str):
+        self.folder = Path(root) / fingerprint[:2] / fingerprint
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._where: dict[str, Path] = {}
+        for shard in sorted(self.folder.glob("*.safetensors")):
+            try:
+                with safe_open(str(shard), framework="numpy") as f:
+                    for key in f.keys():
+                        self._where[key] = shard
+            except Exception as exc:  # a foreign or damaged file: skip it, never trust it
+                log.warning("ignoring unreadable cache shard %s: %s", shard, exc)
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def describe(self, info: dict[str, Any]) -> None:
+        """Record what produced these vectors (for people browsing the cache)."""
+        if not (self.folder / "encoder.json").is_file():
+            write_json_atomic(self.folder / "encoder.json", info)
+
+    def info(self) -> dict[str, Any] | None:
+        file = self.folder / "encoder.json"
+        return read_json(file) if file.is_file() else None
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors for the digests present (missing ones are left out)."""
+        by_shard: dict[Path, list[str]] = {}
+        for d in digests:
+            if d in self._where:
+                by_shard.setdefault(self._where[d], []).append(d)
+        out = {}
+        for shard, keys in by_shard.items():
+            with safe_open(str(shard), framework="numpy") as f:
+                for key in keys:
+                    out[key] = f.get_tensor(key)
+        return out
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        """Store one batch as one new shard (atomic)."""
+        if not vectors:
+            return
+        shard = self.folder / f"{uuid.uuid4().hex}.safetensors"
+        self._write(shard, vectors)
+        for key in vectors:
+            self._where[key] = shard
+
+    def _write(self, shard: Path, vectors: dict[str, np.ndarray]) -> None:
+        tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in vectors.items()}
+        with atomic_file(shard) as fh:
+            fh.write(save(tensors))
+
+    def compact(self, above: int = COMPACT_ABOVE) -> None:
+        """Merge many small shards into one (new shard first, then old ones removed)."""
+        shards = sorted(set(self._where.values()))
+        if len(shards) <= above:
+            return
+        merged = self.get_many(list(self._where))
+        target = self.folder / f"{uuid.uuid4().hex}.safetensors"
+        self._write(target, merged)
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+        self._where = dict.fromkeys(merged, target)
+        log.info("compacted %d shards into %s", len(shards), target.name)

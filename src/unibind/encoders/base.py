@@ -1,0 +1,109 @@
+"""The encoder contract shared by every backend.
+
+A backend subclasses ``Encoder`` and implements ``_load_model`` (build ``self.model`` and its
+preprocessor), ``load`` (decode one item) and ``forward`` (decoded batch -> tensor). Batching,
+ordering, no-grad inference and float32 output are handled here once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .spec import EncoderSpec, fingerprint, identity
+
+log = logging.getLogger(__name__)
+
+
+def local_config_value(spec: EncoderSpec, key: str) -> int | None:
+    """``key`` from a local model folder's config.json (None for hub ids or when absent)."""
+    config = Path(spec.source).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text()).get(key)
+    return int(value) if value is not None else None
+
+
+class ItemError(ValueError):
+    """One input item cannot be encoded; ``item`` names it, ``reason`` says why."""
+
+    def __init__(self, item: Any, reason: str):
+        super().__init__(f"{item}: {reason}")
+        self.item, self.reason = item, reason
+
+
+class Encoder:
+    """Maps items of one modality to float32 vectors of a fixed ``dim``."""
+
+    modality: str = ""
+
+    def __init__(self, spec: EncoderSpec, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None):
+        if spec.modality != self.modality:
+            raise ValueError(f"{type(self).__name__} encodes {self.modality}, not {spec.modality}")
+        self.spec = spec
+        self.device = device or torch.device("cpu")
+        self.dtype = dtype or torch.float32
+        self.model: torch.nn.Module = self._load_model()
+        self.model.to(self.device, self.dtype).eval()
+
+    # -- to implement -------------------------------------------------------------------------
+    def _load_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def load(self, item: Any) -> Any:
+        """Decode one item (text, or a media path) into the backend's input; ``ItemError``."""
+        raise NotImplementedError
+
+    def forward(self, decoded: Sequence[Any]) -> torch.Tensor:
+        """Decoded batch -> ``[n, dim]`` tensor; differentiable (used for fine-tuning)."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def config_dim(cls, spec: EncoderSpec) -> int | None:
+        """The output dim read cheaply from config files (None when unknown without loading)."""
+        return None
+
+    def sort_key(self, decoded: Any) -> int:
+        """Batch similar-size inputs together (text: by length); 0 keeps the given order."""
+        return 0
+
+    # -- shared -------------------------------------------------------------------------------
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.spec)
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return identity(self.spec)
+
+    @torch.inference_mode()
+    def encode_decoded(self, decoded: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Encode already-decoded inputs in size-sorted batches; output in input order."""
+        order = sorted(range(len(decoded)), key=lambda i: self.sort_key(decoded[i]))
+        out = np.empty((len(decoded), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            vecs = self.forward([decoded[i] for i in idx])
+            out[idx] = vecs.float().cpu().numpy()
+        return out
+
+    def encode(self, items: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Items (texts, or media paths) -> float32 ``[n, dim]``; a bad item raises ItemError."""
+        return self.encode_decoded([self.load(item) for item in items], batch_size)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move a processor's output to the model's device; float tensors to its dtype."""
+        return {k: v.to(self.device, self.dtype if v.is_floating_point() else None)
+                for k, v in batch.items()}

@@ -1,0 +1,88 @@
+"""Audio backend over CLAP: projected audio features (512-d for larger_clap_general).
+
+Deterministic windowing rule (CLAP's own random crop is not deterministic): audio is decoded with
+soundfile, mixed to mono and resampled with soxr to the extractor's rate (48 kHz). A clip no longer
+than the model window (10 s) is one window, repeat-padded as CLAP was trained. A longer clip is cut
+into ``ceil(n / window)`` full windows whose starts are evenly spaced from 0 to ``n - window``
+(so every sample is covered, the last window ends at the clip's end). Each window's embedding is
+L2-normalised (as ``get_audio_features`` returns it); the item's embedding is their mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
+
+from ..media import MediaError, load_audio
+from .base import Encoder, ItemError, local_config_value
+from .spec import EncoderSpec
+from .towers import load_tower
+
+
+def window_starts(n_samples: int, window: int) -> list[int]:
+    """Start offsets of the deterministic windows covering a clip of ``n_samples``."""
+    if n_samples <= window:
+        return [0]
+    count = math.ceil(n_samples / window)
+    return [int(round(s)) for s in np.linspace(0, n_samples - window, count)]
+
+
+class HFClapAudioEncoder(Encoder):
+    modality = "audio"
+
+    def _load_model(self) -> torch.nn.Module:
+        kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
+        self.extractor = ClapFeatureExtractor.from_pretrained(self.spec.source, **kwargs)
+        model = load_tower(ClapAudioModelWithProjection, self.spec.source, "audio_config", kwargs)
+        self.fusion = bool(getattr(model.config, "enable_fusion", False))
+        self.sample_rate = int(self.extractor.sampling_rate)
+        self.window = int(self.extractor.nb_max_samples)
+        return model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @classmethod
+    def config_dim(cls, spec: EncoderSpec) -> int | None:
+        return local_config_value(spec, "projection_dim")
+
+    def load(self, item: Any) -> np.ndarray:
+        if isinstance(item, np.ndarray):
+            if item.size == 0:
+                raise ItemError("<array>", "zero-length audio")
+            return item.astype(np.float32)
+        try:
+            return load_audio(item, self.sample_rate)
+        except MediaError as exc:
+            raise ItemError(item, str(exc)) from exc
+
+    def sort_key(self, decoded: np.ndarray) -> int:
+        return -len(decoded)
+
+    def forward(self, decoded: Sequence[np.ndarray]) -> torch.Tensor:
+        windows, owner = [], []
+        for i, wave in enumerate(decoded):
+            for start in window_starts(len(wave), self.window):
+                windows.append(wave[start:start + self.window])
+                owner.append(i)
+        feats = self.extractor(windows, sampling_rate=self.sample_rate, return_tensors="pt",
+                               truncation="fusion" if self.fusion else "rand_trunc",
+                               padding="repeatpad")
+        # No window exceeds the model length, so no random crop happens; with fusion models,
+        # the extractor marks one random item "longer": undo that so results are deterministic.
+        is_longer = torch.zeros((len(windows), 1), dtype=torch.bool)
+        feats = self.to_device({"input_features": feats["input_features"]})
+        emb = self.model(input_features=feats["input_features"],
+                         is_longer=is_longer.to(self.device)).audio_embeds
+        emb = torch.nn.functional.normalize(emb, dim=-1)
+        index = torch.tensor(owner, device=emb.device)
+        summed = torch.zeros((len(decoded), emb.shape[1]), dtype=emb.dtype, device=emb.device)
+        summed.index_add_(0, index, emb)
+        counts = torch.bincount(index, minlength=len(decoded)).to(emb.dtype).unsqueeze(1)
+        return summed / counts

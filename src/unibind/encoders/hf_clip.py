@@ -1,0 +1,50 @@
+"""Image backend over CLIP: the projected image features (``image_embeds``, 768-d for ViT-L/14).
+
+Loads only the vision tower (``CLIPVisionModelWithProjection``) from a full CLIP checkpoint.
+Images are decoded with Pillow (alpha composited on white) and preprocessed by the PIL CLIP
+image processor (no torchvision needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
+
+from ..media import MediaError, load_image
+from .base import Encoder, ItemError, local_config_value
+from .spec import EncoderSpec
+from .towers import load_tower
+
+
+class HFClipImageEncoder(Encoder):
+    modality = "image"
+
+    def _load_model(self) -> torch.nn.Module:
+        kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
+        self.processor = AutoImageProcessor.from_pretrained(self.spec.source, backend="pil",
+                                                            **kwargs)
+        return load_tower(CLIPVisionModelWithProjection, self.spec.source, "vision_config", kwargs)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @classmethod
+    def config_dim(cls, spec: EncoderSpec) -> int | None:
+        return local_config_value(spec, "projection_dim")
+
+    def load(self, item: Any) -> Image.Image:
+        if isinstance(item, Image.Image):
+            return item.convert("RGB")
+        try:
+            return load_image(item)
+        except MediaError as exc:
+            raise ItemError(item, str(exc)) from exc
+
+    def forward(self, decoded: Sequence[Image.Image]) -> torch.Tensor:
+        batch = self.processor(images=list(decoded), return_tensors="pt")
+        return self.model(pixel_values=self.to_device(dict(batch))["pixel_values"]).image_embeds

@@ -1,0 +1,64 @@
+"""Text backend over ``transformers`` BERT-family models (``AutoModel`` + tokenizer).
+
+Options: ``pooling`` = "pooler" (BERT's pooler output, as the reference used), "cls" or "mean"
+(over the attention mask, as sentence-transformers does); ``max_length`` truncates (tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from .base import Encoder, ItemError, local_config_value
+from .spec import EncoderSpec
+
+POOLINGS = ("pooler", "cls", "mean")
+
+
+class HFTextEncoder(Encoder):
+    modality = "text"
+
+    def _load_model(self) -> torch.nn.Module:
+        self.pooling = self.spec.options.get("pooling", "pooler")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"text pooling {self.pooling!r} not in {POOLINGS}")
+        self.max_length = int(self.spec.options.get("max_length", 512))
+        kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(self.spec.source, **kwargs)
+        add_pool = self.pooling == "pooler"
+        model = AutoModel.from_pretrained(self.spec.source, add_pooling_layer=add_pool, **kwargs)
+        if add_pool and getattr(model, "pooler", None) is None:
+            raise ValueError(f"{self.spec.source} has no pooler; use pooling 'cls' or 'mean'")
+        return model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @classmethod
+    def config_dim(cls, spec: EncoderSpec) -> int | None:
+        return local_config_value(spec, "hidden_size")
+
+    def load(self, item: Any) -> str:
+        if not isinstance(item, str) or not item.strip():
+            raise ItemError(item, "empty text")
+        return item
+
+    def sort_key(self, decoded: str) -> int:
+        return -len(decoded)
+
+    def forward(self, decoded: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(decoded), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        batch = self.to_device(dict(batch))
+        out = self.model(**batch)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

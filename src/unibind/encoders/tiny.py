@@ -1,0 +1,104 @@
+"""Tiny randomly initialised models of the seed architectures (BERT, CLIP, CLAP).
+
+Built deterministically from the configs below on first use, saved with ``save_pretrained`` to
+the user cache, then loaded like any model folder through ``from_pretrained``. They exercise the
+real code paths in tests; their embeddings carry no meaning (no substitute for real weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import string
+from pathlib import Path
+
+import torch
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+)
+
+from ..atomic import atomic_folder
+from ..runtime import cache_root
+
+log = logging.getLogger(__name__)
+
+_SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+          "intermediate_size": 64}
+TINY_CONFIGS = {
+    "bert": {**_SMALL, "max_position_embeddings": 128, "type_vocab_size": 2},
+    "clip": {"projection_dim": 24,
+             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 32,
+                             "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
+             "vision_config": {**_SMALL, "image_size": 32, "patch_size": 8}},
+    "clap": {"projection_dim": 20,
+             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 40},
+             "audio_config": {"spec_size": 64, "num_mel_bins": 16, "patch_stride": 4,
+                              "patch_size": 4, "window_size": 4, "patch_embeds_hidden_size": 16,
+                              "depths": [1, 1], "num_attention_heads": [2, 2],
+                              "hidden_size": 32, "enable_fusion": False,
+                              "projection_hidden_size": 32}},
+    "clap_extractor": {"feature_size": 16, "sampling_rate": 48000, "hop_length": 480,
+                       "max_length_s": 2, "fft_window_size": 1024},
+}
+
+
+def _vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    words = ["a", "the", "dog", "cat", "bird", "rain", "car", "bark", "barking", "sound",
+             "photo", "of", "is", "and", "water", "bell", "engine", "music", "wind", "fire"]
+    return specials + words + chars + [f"##{c}" for c in string.ascii_lowercase + string.digits]
+
+
+def _build_bert(folder: Path) -> None:
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(_vocab()) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    model = BertModel(BertConfig(vocab_size=len(_vocab()), **TINY_CONFIGS["bert"]))
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+
+
+def _build_clip(folder: Path) -> None:
+    model = CLIPModel(CLIPConfig(**TINY_CONFIGS["clip"]))
+    model.save_pretrained(folder)
+    size = TINY_CONFIGS["clip"]["vision_config"]["image_size"]
+    CLIPImageProcessorPil(size={"shortest_edge": size},
+                          crop_size={"height": size, "width": size}).save_pretrained(folder)
+
+
+def _build_clap(folder: Path) -> None:
+    model = ClapModel(ClapConfig(**TINY_CONFIGS["clap"]))
+    model.save_pretrained(folder)
+    ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)
+
+
+BUILDERS = {"bert": _build_bert, "clip": _build_clip, "clap": _build_clap}
+
+
+def tiny_model_dir(arch: str, root: Path | None = None) -> Path:
+    """Folder of the tiny ``arch`` model ("bert", "clip", "clap"), built on first use."""
+    if arch not in BUILDERS:
+        raise KeyError(f"no tiny model {arch!r}; have {sorted(BUILDERS)}")
+    recipe = json.dumps({"arch": arch, "configs": TINY_CONFIGS}, sort_keys=True).encode()
+    tag = hashlib.sha256(recipe).hexdigest()[:12]
+    folder = (root or cache_root() / "models") / f"tiny-{arch}-{tag}"
+    if not (folder / "config.json").is_file():
+        log.info("building tiny random %s model in %s", arch, folder)
+        with atomic_folder(folder) as tmp:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(0)
+            try:
+                BUILDERS[arch](tmp)
+            finally:
+                torch.random.set_rng_state(state)
+    return folder

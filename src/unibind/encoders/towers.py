@@ -1,0 +1,39 @@
+"""Load one tower (vision or audio, with its projection) out of a two-tower checkpoint.
+
+``CLIPVisionModelWithProjection.from_pretrained(<full CLIP folder>)`` takes the vision sub-config
+but not the top-level ``projection_dim`` (it would fall back to the class default and re-initialise
+the projection). Here the tower config is built from the full config, then the weights load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import AutoConfig, PretrainedConfig
+from transformers.utils import logging as hf_logging
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence the 'unexpected keys' report: the other tower's weights are skipped on purpose."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_tower(model_cls: type, source: str, sub_config: str,
+               kwargs: dict[str, Any]) -> torch.nn.Module:
+    """``model_cls`` (e.g. CLIPVisionModelWithProjection) from a full or tower-only checkpoint."""
+    config = AutoConfig.from_pretrained(source, **kwargs)
+    tower: PretrainedConfig = getattr(config, sub_config, None) or config
+    if tower is not config:
+        tower = tower.__class__.from_dict(tower.to_dict())
+        tower.projection_dim = config.projection_dim
+    with _quiet_transformers():
+        return model_cls.from_pretrained(source, config=tower, **kwargs)

@@ -1,0 +1,39 @@
+"""Device, precision and cache location: chosen once, at the edge, and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    """``preference`` (e.g. "cpu", "cuda:1") or the best available: cuda > mps > cpu."""
+    if preference and preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, preference: str | None = None) -> torch.dtype:
+    """``preference`` or fp16 on CUDA, fp32 elsewhere."""
+    if preference and preference != "auto":
+        if preference not in DTYPES:
+            raise ValueError(f"unknown dtype {preference!r}; choose from {sorted(DTYPES)}")
+        return DTYPES[preference]
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def cache_root() -> Path:
+    """``$UNIBIND_CACHE``, else ``$XDG_CACHE_HOME/unibind``, else ``~/.cache/unibind``."""
+    if env := os.environ.get("UNIBIND_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "unibind"
