@@ -23,12 +23,12 @@ def manifest_summary(path: Path) -> dict:
 
 @data_app.command("folder")
 def folder(src: Path = typer.Argument(..., help="Folder laid out as SRC/<label>/<files>."),
-           out: Path = typer.Option(..., "--out", help="Manifest to write (.parquet/.csv/.jsonl)."),
+           out: Path = typer.Option(None, "--out", help="Manifest (.parquet/.csv/.jsonl); default SRC/manifest.parquet."),
            as_json: bool = JSON_OPTION) -> None:
     """Build a manifest from SRC/<label>/<files> (images, audio, .txt captions)."""
     try:
         path = build_folder_manifest(src, out)
-    except (FileNotFoundError, ManifestError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     emit(manifest_summary(path), as_json)
 
@@ -63,3 +63,39 @@ def esc50(out: Path = typer.Option(..., "--out", help="Output folder (manifest.p
         fail(str(exc))
     typer.echo(f"licence: {summary['licence']}", err=True)
     _finish(summary, as_json)
+
+
+@data_app.command("images")
+def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.parquet inside)."),
+           labels: Path = typer.Option(None, "--labels", help="Text file, one label a line."),
+           from_manifest: Path = typer.Option(None, "--from",
+                                              help="Take the labels of this manifest."),
+           from_folder: Path = typer.Option(None, "--from-folder",
+                                            help="Use SRC/<label>/<images> instead of the web."),
+           per_class: int = typer.Option(None, "--per-class",
+                                         help="Images kept per class (web default 5; "
+                                              "--from-folder default: all)."),
+           extra: int = typer.Option(None, "--extra",
+                                     help="Spare web images per class (default: --per-class)."),
+           min_side: int = typer.Option(64, "--min-side", help="Drop images smaller than this."),
+           query: str = typer.Option("{label}", "--query",
+                                     help="Web search query template, e.g. '{label} photo'."),
+           manifest: str = typer.Option("manifest.parquet", "--manifest",
+                                        help="Manifest file name inside --out."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Images per class from the web (bing-image-downloader, extra [web]) or a folder, cleaned."""
+    from ..data.images import WebExtraMissing, build_images, read_labels
+
+    if from_folder is None and labels is None and from_manifest is None:
+        fail("give --labels FILE, --from MANIFEST or --from-folder DIR")
+    try:
+        names = (read_labels(labels, from_manifest)
+                 if labels is not None or from_manifest is not None else None)
+        if from_folder is None and per_class is None:
+            per_class = 5
+        summary = build_images(out, names, per_class, from_folder=from_folder,
+                               min_side=min_side, extra=extra, query_template=query,
+                               manifest=manifest)
+    except (WebExtraMissing, ValueError, OSError) as exc:
+        fail(str(exc))
+    emit(summary, as_json)
