@@ -57,9 +57,14 @@ def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Scan ``src`` and write the manifest to ``out`` (its paths relative to ``out``'s folder)."""
-    out = Path(out)
+def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Scan ``src`` and write the manifest to ``out`` (default ``src/manifest.parquet``).
+
+    Paths are stored relative to the manifest's folder, which must contain ``src``."""
+    out = Path(out) if out else Path(src) / "manifest.parquet"
+    if not Path(src).resolve().is_relative_to(out.parent.resolve()):
+        raise ValueError(f"the manifest must sit in {src} or a folder above it (its paths may not "
+                         f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table = scan_folder(src, out.parent)
     log.info("%d items (%s) from %s", len(table),
