@@ -1,0 +1,92 @@
+"""Per-modality statistics stored with a run for mixed searches, and the mode it recommends.
+
+- ``modality_centers``: mean unit embedding per modality on training data (``Run.project(...,
+  center=True)`` subtracts it: C3 / "Mind the Gap").
+- ``score_stats``: mean/std of query->target scores per target modality on training data
+  (``run.info["calibration"]``, used by ``merge_topk(mode="calibrated")``).
+- ``compare_modes`` / ``recommend``: measure every mixed-search mode on validation data and pick
+  the one with the best cross-modal R@10 among those meeting the balance constraint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .balance import MODES
+from .metrics import mixed_metrics, pair_metrics, share_deviation
+
+MAX_SHARE_DEV = 0.10  # share@10 within 10 points of pool share
+MAX_R10_DROP = 0.02  # mixed cross-modal R@10 at most 2 points below per-target search
+PREFERENCE = ("none", "centered", "calibrated", "balanced")
+
+
+def modality_centers(embs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {m: e.mean(axis=0).astype(np.float32) for m, e in embs.items() if len(e)}
+
+
+def apply_centers(embs: dict[str, np.ndarray], centers: dict[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+    """Subtract each modality's centre and re-normalise (as ``Run.project(center=True)``)."""
+    out = {}
+    for m, e in embs.items():
+        c = e - centers[m]
+        out[m] = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(
+            np.float32)
+    return out
+
+
+def _sample(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=max_n, replace=False)) if n > max_n else np.arange(n)
+
+
+def score_stats(embs: dict[str, np.ndarray], max_n: int = 2000,
+                seed: int = 0) -> dict[str, list[float]]:
+    """Per target modality ``[mean, std]`` of scores from every modality's items (self excluded)."""
+    rng = np.random.default_rng(seed)
+    picks = {m: _sample(len(e), max_n, rng) for m, e in embs.items()}
+    out = {}
+    for t, et in embs.items():
+        vals = []
+        for q, eq in embs.items():
+            s = eq[picks[q]] @ et[picks[t]].T
+            if q == t:
+                s = s[~np.eye(len(picks[t]), dtype=bool)]
+            vals.append(s.ravel())
+        allv = np.concatenate(vals) if vals else np.zeros(1)
+        out[t] = [float(allv.mean()), float(max(allv.std(), 1e-6))]
+    return out
+
+
+def compare_modes(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                  centers: dict[str, np.ndarray], calibration: dict[str, list[float]],
+                  k: int = 10, modes: tuple[str, ...] = MODES) -> dict[str, dict]:
+    """``{mode: mixed_metrics}``; ``centered`` searches the centred embeddings."""
+    centred = apply_centers(embs, centers) if "centered" in modes else None
+    out = {}
+    for mode in modes:
+        space = centred if mode == "centered" else embs
+        out[mode] = mixed_metrics(space, labels, mode, k=k,
+                                  calibration={m: tuple(v) for m, v in calibration.items()})
+    return out
+
+
+def per_target_r(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int = 10
+                 ) -> float:
+    pairs = pair_metrics(embs, labels, ks=(k,))
+    vals = [v[f"R@{k}"] for p, v in pairs.items() if p.split("->")[0] != p.split("->")[1]]
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def recommend(modes: dict[str, dict], per_target: float, k: int = 10) -> dict:
+    """The search mode a run recommends: best mixed R@k among modes meeting both constraints
+    (share within ``MAX_SHARE_DEV`` of pool share, R@k within ``MAX_R10_DROP`` of per-target
+    search); ``balanced`` if none does."""
+    table = {m: {"share_dev": share_deviation(r, k), f"R@{k}": r[f"R@{k}"],
+                 "drop": per_target - r[f"R@{k}"]} for m, r in modes.items()}
+    ok = [m for m in PREFERENCE if m in table and table[m]["share_dev"] <= MAX_SHARE_DEV
+          and table[m]["drop"] <= MAX_R10_DROP]
+    best = max(ok, key=lambda m: (table[m][f"R@{k}"], -PREFERENCE.index(m))) if ok else "balanced"
+    return {"center": best == "centered", "mode": best, "per_target_R@10": per_target,
+            "validation": table,
+            "rule": f"best R@{k} with share within {MAX_SHARE_DEV:.2f} of pool share and R@{k} "
+                    f"within {MAX_R10_DROP:.2f} of per-target search, else balanced"}

@@ -1,0 +1,164 @@
+"""Retrieval metrics in numpy (each checked against a brute-force loop in the tests).
+
+Relevance is class level: a gallery item is relevant to a query when their labels are equal.
+For same-modality retrieval the query itself is excluded from its gallery. Queries without any
+relevant gallery item are left out of the averages (``queries`` counts the ones used).
+
+- Recall@k (hit rate): 1 if a relevant item is in the top k.
+- mAP@10: ``AP@10 = sum_{i<=10} P@i * rel_i / min(n_relevant, 10)``.
+- MRR: ``1 / rank`` of the first relevant item in the full ranking.
+Ranking is by descending score, ties broken by gallery order (stable sort).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .balance import merge_topk
+
+KS = (1, 5, 10)
+MAP_K = 10
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def retrieval_metrics(queries: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray,
+                      g_labels: np.ndarray, same_set: bool = False, ks: tuple[int, ...] = KS,
+                      map_k: int = MAP_K, chunk: int = 512) -> dict[str, float]:
+    """Recall@k, mAP@map_k and MRR of cosine/inner-product retrieval ``queries -> gallery``.
+
+    ``same_set=True``: query i is gallery item i and is excluded from its own ranking."""
+    q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
+    hits = {k: 0.0 for k in ks}
+    ap_sum, rr_sum, used = 0.0, 0.0, 0
+    for sl in _chunks(len(queries), chunk):
+        s = queries[sl] @ gallery.T
+        rel = q_labels[sl, None] == g_labels[None, :]
+        if same_set:
+            idx = np.arange(sl.start, sl.stop)
+            s[idx - sl.start, idx] = -np.inf
+            rel[idx - sl.start, idx] = False
+        order = np.argsort(-s, axis=1, kind="stable")
+        rel_sorted = np.take_along_axis(rel, order, axis=1)
+        n_rel = rel_sorted.sum(axis=1)
+        keep = n_rel > 0
+        rel_sorted, n_rel = rel_sorted[keep], n_rel[keep]
+        used += int(keep.sum())
+        for k in ks:
+            hits[k] += float(rel_sorted[:, :k].any(axis=1).sum())
+        top = rel_sorted[:, :map_k].astype(np.float64)
+        prec = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
+        ap_sum += float(((prec * top).sum(axis=1) / np.minimum(n_rel, map_k)).sum())
+        rr_sum += float((1.0 / (np.argmax(rel_sorted, axis=1) + 1)).sum())
+    denom = max(used, 1)
+    out = {f"R@{k}": hits[k] / denom for k in ks}
+    out[f"mAP@{map_k}"] = ap_sum / denom
+    out["MRR"] = rr_sum / denom
+    out["queries"] = used
+    return out
+
+
+def pair_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                 ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
+    """Every query modality -> target modality (``"text->audio"``), same-modality included."""
+    return {f"{q}->{t}": retrieval_metrics(embs[q], labels[q], embs[t], labels[t],
+                                           same_set=(q == t), ks=ks)
+            for q in embs for t in embs}
+
+
+def cross_modal_mean(pairs: dict[str, dict[str, float]], key: str = f"mAP@{MAP_K}") -> float:
+    vals = [v[key] for p, v in pairs.items() if p.split("->")[0] != p.split("->")[1]]
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def zero_shot_accuracy(embs: np.ndarray, labels: np.ndarray, class_embs: np.ndarray,
+                       class_names: list[str]) -> float:
+    """Share of items whose nearest class prompt (inner product) is their own label."""
+    if len(embs) == 0:
+        return 0.0
+    pred = np.asarray(class_names)[np.argmax(embs @ class_embs.T, axis=1)]
+    return float(np.mean(pred == np.asarray(labels)))
+
+
+def modality_gap(embs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Euclidean distance between modality centroids (Liang et al. 2022), per pair and mean."""
+    mods = list(embs)
+    cent = {m: embs[m].mean(axis=0) for m in mods}
+    out = {f"{a}-{b}": float(np.linalg.norm(cent[a] - cent[b]))
+           for i, a in enumerate(mods) for b in mods[i + 1:]}
+    out["mean"] = float(np.mean(list(out.values()))) if out else 0.0
+    return out
+
+
+def topk_per_target(query: np.ndarray, gallery: np.ndarray, k: int,
+                    exclude_self: bool = False, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted top-k ``(scores, rows)`` of inner-product search (what a flat index returns).
+
+    ``exclude_self``: query i (global index ``offset + i``) is gallery row ``offset + i``."""
+    s = query @ gallery.T
+    if exclude_self:
+        idx = np.arange(len(query))
+        s[idx, offset + idx] = -np.inf
+    k = min(k, gallery.shape[0])
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else \
+        np.tile(np.arange(s.shape[1]), (len(s), 1))
+    part_s = np.take_along_axis(s, part, axis=1)
+    order = np.lexsort((part, -part_s), axis=1)
+    rows = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(s, rows, axis=1), rows
+
+
+def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mode: str,
+                  k: int = 10, calibration: dict[str, tuple[float, float]] | None = None,
+                  chunk: int = 1024) -> dict:
+    """One pool of every modality; each item queries it (itself excluded), merged per ``mode``.
+
+    ``share@k``: share of each modality among all returned slots; ``pool_share``: its share of
+    the pool; ``R@k``: mean over cross-modal pairs q->t of the rate at which the merged top-k
+    holds a relevant t item (compare with per-target search, ``pairs[q->t]["R@k"]``)."""
+    mods = list(embs)
+    pool = {m: len(embs[m]) for m in mods}
+    counts = {m: 0 for m in mods}
+    by_query: dict[str, dict[str, float]] = {}
+    hits: dict[str, float] = {}
+    slots = 0
+    for q in mods:
+        q_counts = {m: 0 for m in mods}
+        q_hits = {t: 0 for t in mods if t != q}
+        for sl in _chunks(pool[q], chunk):
+            per = {t: topk_per_target(embs[q][sl], embs[t], k, exclude_self=(t == q),
+                                      offset=sl.start) for t in mods}
+            _, names, rows = merge_topk(per, k, mode, calibration, pool_sizes=pool)
+            lab_q = labels[q][sl]
+            for t in mods:
+                is_t = names == t
+                q_counts[t] += int(is_t.sum())
+                if t != q:
+                    rel = is_t & (labels[t][np.where(is_t, rows, 0)] == lab_q[:, None])
+                    q_hits[t] += int(rel.any(axis=1).sum())
+        n_slots = sum(q_counts.values())
+        slots += n_slots
+        for m in mods:
+            counts[m] += q_counts[m]
+        by_query[q] = {m: q_counts[m] / max(n_slots, 1) for m in mods}
+        for t, h in q_hits.items():
+            hits[f"{q}->{t}"] = h / max(pool[q], 1)
+    n_pool = sum(pool.values())
+    return {f"share@{k}": {m: counts[m] / max(slots, 1) for m in mods},
+            "pool_share": {m: pool[m] / max(n_pool, 1) for m in mods},
+            f"share@{k}_by_query": by_query,
+            f"R@{k}": float(np.mean(list(hits.values()))) if hits else 0.0,
+            f"R@{k}_pairs": hits}
+
+
+def share_deviation(mixed: dict, k: int = 10) -> float:
+    """Largest |share@k - pool_share| over query modalities and result modalities.
+
+    Taken per query modality, because averaging over queries of every modality would hide a
+    space where each query only returns its own modality."""
+    pool = mixed["pool_share"]
+    return float(max(abs(share[m] - pool[m])
+                     for share in mixed[f"share@{k}_by_query"].values() for m in pool))

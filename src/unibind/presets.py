@@ -1,0 +1,95 @@
+"""Training recipes: one frozen dataclass, two named presets, JSON in and out.
+
+``seed`` reproduces the reference recipe exactly (instance positives, 0.3 per pair + 0.1 x MSE to
+the triplet mean, batch 8, AdamW lr 1e-5, weight decay 0.01, 20 epochs, D=256, no early stop).
+``default`` is the recipe chosen on validation metrics (see ``benchmarks/presets.py`` and the
+README): class positives, equal pair weights, no MSE term, batch 256, lr 2e-3, cosine schedule,
+early stopping on validation cross-modal mAP@10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import from_dict, read_json
+
+PAIRS = ("text-image", "text-audio", "image-audio")
+
+
+def _equal(w: float) -> dict[str, float]:
+    return {p: w for p in PAIRS}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (together with the seed and the features)."""
+
+    embed_dim: int = 256
+    hidden: int = 0  # >0: Linear-GELU-Linear heads
+    dropout: float = 0.0
+    positives: str = "class"  # instance | class
+    pair_weights: dict[str, float] = field(default_factory=lambda: _equal(1.0))
+    mse_weight: float = 0.0
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    epochs: int = 40
+    schedule: str = "cosine"  # cosine | constant
+    temperature: float = 0.07  # logit scale starts at 1 / temperature
+    logit_scale_max: float = 100.0
+    learn_scale: bool = True
+    patience: int = 6  # epochs without validation gain before stopping; 0: never stop early
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    val_queries: int = 1000  # per modality, for the per-epoch validation metric
+    # fine-tuning (``--finetune``): train backbones too
+    finetune_layers: int = 0  # 0: all parameters; N: the last N blocks/layers
+    backbone_lr: float = 1e-5
+    finetune_batch_size: int = 16
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "seed": TrainConfig(positives="instance", pair_weights=_equal(0.3), mse_weight=0.1,
+                        batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
+                        schedule="constant", patience=0, finetune_batch_size=8),
+    "default": TrainConfig(),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def config_from_json(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A ``TrainConfig`` from a dict (e.g. the best config written by ``unibind tune``).
+
+    Accepts either the config itself or ``{"config": {...}}``; missing keys keep ``base``."""
+    data = data.get("config", data)
+    merged = {**dataclasses.asdict(base or TrainConfig()), **data}
+    return from_dict(TrainConfig, merged)
+
+
+def load_train_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    return config_from_json(read_json(path), base)
+
+
+def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """Replace fields, ignoring ``None`` values (CLI options left unset)."""
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_config(cfg: TrainConfig) -> None:
+    if cfg.positives not in ("instance", "class"):
+        raise ValueError(f"positives must be instance or class, not {cfg.positives!r}")
+    if cfg.schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
+    unknown = sorted(set(cfg.pair_weights) - set(PAIRS))
+    if unknown:
+        raise ValueError(f"unknown pair weight keys {unknown}; expected {PAIRS}")
+    if cfg.batch_size < 2 or cfg.epochs < 1 or cfg.embed_dim < 1:
+        raise ValueError("batch_size >= 2, epochs >= 1 and embed_dim >= 1 are required")
