@@ -23,7 +23,7 @@ def manifest_summary(path: Path) -> dict:
 
 @data_app.command("folder")
 def folder(src: Path = typer.Argument(..., help="Folder laid out as SRC/<label>/<files>."),
-           out: Path = typer.Option(None, "--out", help="Manifest (.parquet/.csv/.jsonl); default SRC/manifest.parquet."),
+           out: Path = typer.Option(None, "--out", help="Default SRC/manifest.parquet."),
            as_json: bool = JSON_OPTION) -> None:
     """Build a manifest from SRC/<label>/<files> (images, audio, .txt captions)."""
     try:
@@ -99,3 +99,41 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
     except (WebExtraMissing, ValueError, OSError) as exc:
         fail(str(exc))
     emit(summary, as_json)
+
+
+@data_app.command("captions")
+def captions(manifest: Path = typer.Argument(..., help="Manifest whose images are captioned."),
+             model: str = typer.Option(..., "--model",
+                                       help="Hub id or local folder of an image-to-text model "
+                                            "(reference: openbmb/MiniCPM-Llama3-V-2_5-int4)."),
+             prompt: str = typer.Option(None, "--prompt",
+                                        help="Instruction/prefix (minicpm default: the reference "
+                                             "prompt; generic default: none)."),
+             revision: str = typer.Option(None, "--revision", help="Model revision to pin."),
+             backend: str = typer.Option("auto", "--backend", help="auto | generic | minicpm."),
+             out: Path = typer.Option(None, "--out",
+                                      help="Manifest of captions (default: captions.parquet "
+                                           "beside MANIFEST)."),
+             batch_size: int = typer.Option(8, "--batch-size"),
+             max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+             num_beams: int = typer.Option(1, "--num-beams"),
+             trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                                    help="Allow the model repository's own code "
+                                                         "(needed by MiniCPM)."),
+             cache_dir: Path = typer.Option(None, "--cache-dir",
+                                            help="Caption cache (default: user cache)."),
+             device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: best)."),
+             dtype: str = typer.Option(None, "--dtype", help="float32, float16, bfloat16."),
+             as_json: bool = JSON_OPTION) -> None:
+    """One caption per image with a vision-language model; cached, resumable."""
+    from ..data.captions import CaptionConfig, CaptionError, caption_manifest
+
+    cfg = CaptionConfig(model=model, prompt=prompt, revision=revision, backend=backend,
+                        max_new_tokens=max_new_tokens, num_beams=num_beams,
+                        trust_remote_code=trust_remote_code)
+    try:
+        summary = caption_manifest(manifest, cfg, out, cache_dir=cache_dir,
+                                   batch_size=batch_size, device=device, dtype=dtype)
+    except (CaptionError, ManifestError, OSError, ValueError) as exc:
+        fail(str(exc))
+    _finish(summary, as_json)
