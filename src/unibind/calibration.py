@@ -39,34 +39,41 @@ def _sample(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_n, replace=False)) if n > max_n else np.arange(n)
 
 
-def score_stats(embs: dict[str, np.ndarray], max_n: int = 2000,
-                seed: int = 0) -> dict[str, list[float]]:
-    """Per target modality ``[mean, std]`` of scores from every modality's items (self excluded)."""
+def score_stats(embs: dict[str, np.ndarray], max_n: int = 2000, seed: int = 0
+                ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """``[mean, std]`` of query->target scores (self pairs excluded) on a sample of each modality.
+
+    Returns ``(by_target, by_pair)``: ``by_target[t]`` pools queries of every modality (the
+    ``calibration`` of run.json); ``by_pair[q][t]`` is per query modality (``calibration_pairs``),
+    which also removes a query's preference for its own modality."""
     rng = np.random.default_rng(seed)
     picks = {m: _sample(len(e), max_n, rng) for m, e in embs.items()}
-    out = {}
+    by_target: dict[str, list[float]] = {}
+    by_pair: dict[str, dict[str, list[float]]] = {q: {} for q in embs}
     for t, et in embs.items():
         vals = []
         for q, eq in embs.items():
             s = eq[picks[q]] @ et[picks[t]].T
             if q == t:
                 s = s[~np.eye(len(picks[t]), dtype=bool)]
-            vals.append(s.ravel())
-        allv = np.concatenate(vals) if vals else np.zeros(1)
-        out[t] = [float(allv.mean()), float(max(allv.std(), 1e-6))]
-    return out
+            s = s.ravel() if s.size else np.zeros(1)
+            by_pair[q][t] = [float(s.mean()), float(max(s.std(), 1e-6))]
+            vals.append(s)
+        allv = np.concatenate(vals)
+        by_target[t] = [float(allv.mean()), float(max(allv.std(), 1e-6))]
+    return by_target, by_pair
 
 
 def compare_modes(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                  centers: dict[str, np.ndarray], calibration: dict[str, list[float]],
+                  centers: dict[str, np.ndarray], calibration: dict[str, dict[str, list[float]]],
                   k: int = 10, modes: tuple[str, ...] = MODES) -> dict[str, dict]:
-    """``{mode: mixed_metrics}``; ``centered`` searches the centred embeddings."""
+    """``{mode: mixed_metrics}``; ``centered`` searches the centred embeddings; ``calibrated``
+    uses ``calibration[query_modality]`` (``{target: [mean, std]}``, the per-pair stats)."""
     centred = apply_centers(embs, centers) if "centered" in modes else None
     out = {}
     for mode in modes:
         space = centred if mode == "centered" else embs
-        out[mode] = mixed_metrics(space, labels, mode, k=k,
-                                  calibration={m: tuple(v) for m, v in calibration.items()})
+        out[mode] = mixed_metrics(space, labels, mode, k=k, calibration=calibration)
     return out
 
 
@@ -78,15 +85,18 @@ def per_target_r(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: 
 
 
 def recommend(modes: dict[str, dict], per_target: float, k: int = 10) -> dict:
-    """The search mode a run recommends: best mixed R@k among modes meeting both constraints
-    (share within ``MAX_SHARE_DEV`` of pool share, R@k within ``MAX_R10_DROP`` of per-target
-    search); ``balanced`` if none does."""
+    """The search mode a run recommends among modes meeting both constraints (share within
+    ``MAX_SHARE_DEV`` of pool share per query modality, R@k within ``MAX_R10_DROP`` of
+    per-target search); ``balanced`` if none does."""
     table = {m: {"share_dev": share_deviation(r, k), f"R@{k}": r[f"R@{k}"],
                  "drop": per_target - r[f"R@{k}"]} for m, r in modes.items()}
     ok = [m for m in PREFERENCE if m in table and table[m]["share_dev"] <= MAX_SHARE_DEV
           and table[m]["drop"] <= MAX_R10_DROP]
-    best = max(ok, key=lambda m: (table[m][f"R@{k}"], -PREFERENCE.index(m))) if ok else "balanced"
+    # R@k to 2 decimals (validation sets are small), then the smaller share deviation
+    best = max(ok, key=lambda m: (round(table[m][f"R@{k}"], 2), -table[m]["share_dev"],
+                                  -PREFERENCE.index(m))) if ok else "balanced"
     return {"center": best == "centered", "mode": best, "per_target_R@10": per_target,
             "validation": table,
-            "rule": f"best R@{k} with share within {MAX_SHARE_DEV:.2f} of pool share and R@{k} "
-                    f"within {MAX_R10_DROP:.2f} of per-target search, else balanced"}
+            "rule": f"best R@{k} (2 decimals), then smallest share deviation, among modes with "
+                    f"share within {MAX_SHARE_DEV:.2f} of pool share and R@{k} within "
+                    f"{MAX_R10_DROP:.2f} of per-target search; else balanced"}

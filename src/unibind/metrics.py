@@ -112,9 +112,11 @@ def topk_per_target(query: np.ndarray, gallery: np.ndarray, k: int,
 
 
 def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mode: str,
-                  k: int = 10, calibration: dict[str, tuple[float, float]] | None = None,
+                  k: int = 10, calibration: dict[str, dict[str, list[float]]] | None = None,
                   chunk: int = 1024) -> dict:
     """One pool of every modality; each item queries it (itself excluded), merged per ``mode``.
+
+    ``calibration[q]`` (``{target: [mean, std]}``) calibrates the queries of modality ``q``.
 
     ``share@k``: share of each modality among all returned slots; ``pool_share``: its share of
     the pool; ``R@k``: mean over cross-modal pairs q->t of the rate at which the merged top-k
@@ -131,7 +133,8 @@ def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mo
         for sl in _chunks(pool[q], chunk):
             per = {t: topk_per_target(embs[q][sl], embs[t], k, exclude_self=(t == q),
                                       offset=sl.start) for t in mods}
-            _, names, rows = merge_topk(per, k, mode, calibration, pool_sizes=pool)
+            cal = (calibration or {}).get(q)
+            _, names, rows = merge_topk(per, k, mode, cal, pool_sizes=pool)
             lab_q = labels[q][sl]
             for t in mods:
                 is_t = names == t

@@ -210,14 +210,16 @@ def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str
     """Centres + calibration (training data) and the recommended mixed mode (validation)."""
     train_e, _ = embed_items(heads, features, split == "train", 20000, seed=0)
     centers = modality_centers(train_e)
-    calib = score_stats(train_e)
-    calib_c = score_stats(apply_centers(train_e, centers))
+    calib, calib_pairs = score_stats(train_e)
+    calib_c, calib_pairs_c = score_stats(apply_centers(train_e, centers))
     search: dict[str, Any] = {"center": False, "mode": "balanced", "rule": "no validation data"}
     if (split == "val").any():
         ve, vl = embed_items(heads, features, split == "val", 2000, seed=0)
         if len(ve) > 1:
-            search = recommend(compare_modes(ve, vl, centers, calib), per_target_r(ve, vl))
-    return {"centers": centers, "calibration": calib, "calibration_centered": calib_c,
+            search = recommend(compare_modes(ve, vl, centers, calib_pairs),
+                               per_target_r(ve, vl))
+    return {"centers": centers, "calibration": calib, "calibration_pairs": calib_pairs,
+            "calibration_centered": calib_c, "calibration_pairs_centered": calib_pairs_c,
             "search": search}
 
 
@@ -251,6 +253,6 @@ def run_info(feats: Features, out: Path, preset_name: str, cfg: TrainConfig, see
             "modalities": feats.modalities, "split": res.split_info, "curve": res.curve,
             "best_epoch": res.best_epoch, "best_val_mAP@10": res.best_val,
             "stopped_early": res.stopped_early, "train_seconds": res.seconds,
-            "calibration": stats["calibration"],
-            "calibration_centered": stats["calibration_centered"],
+            **{k: stats[k] for k in ("calibration", "calibration_pairs", "calibration_centered",
+                                     "calibration_pairs_centered")},
             "search": stats["search"], **(extra or {})}
