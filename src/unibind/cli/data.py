@@ -137,3 +137,24 @@ def captions(manifest: Path = typer.Argument(..., help="Manifest whose images ar
     except (CaptionError, ManifestError, OSError, ValueError) as exc:
         fail(str(exc))
     _finish(summary, as_json)
+
+
+@data_app.command("triplets")
+def triplets(manifests: list[Path] = typer.Argument(..., help="Manifests to join (audio, "
+                                                              "images, captions, ...)."),
+             out: Path = typer.Option(..., "--out",
+                                      help="Joined manifest; its folder must contain all media."),
+             modality: list[str] = typer.Option(None, "--modality",
+                                                help="Modalities to join (default: all present)."),
+             keep_incomplete: bool = typer.Option(False, "--keep-incomplete",
+                                                  help="Keep labels that lack a modality."),
+             as_json: bool = JSON_OPTION) -> None:
+    """Join audio, images and captions of each label: sample k = image k + caption k + audio k."""
+    from ..data.triplets import build_triplets
+
+    try:
+        summary = build_triplets(manifests, out, modalities=modality or None,
+                                 keep_incomplete=keep_incomplete)
+    except (ManifestError, OSError, ValueError) as exc:
+        fail(str(exc))
+    emit(summary, as_json)
