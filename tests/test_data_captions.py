@@ -192,6 +192,6 @@ def test_cli_captions(blip, images, tmp_path):
                                       "--max-new-tokens", "5", "--out",
                                       str(tmp_path / "caps.jsonl"), "--json"])
     assert result.exit_code == 1, result.output  # the corrupt image is an error
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # exactly one JSON object
     assert summary["items"] == 4 and summary["errors"][0]["id"] == "image/cat/bad.png"
     assert len(read_manifest(tmp_path / "caps.jsonl").table) == 4

@@ -137,7 +137,7 @@ def test_cli_json(tmp_path, archive):
     result = CliRunner().invoke(app, ["data", "esc50", "--out", str(tmp_path / "o"),
                                       "--source", str(zip_path), "--merge-folds", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # exactly one JSON object
     assert summary["items"] == len(CLASSES) * 5 and "CC BY-NC" in summary["licence"]
     bad = CliRunner().invoke(app, ["data", "esc50", "--out", str(tmp_path / "o2"),
                                    "--source", str(tmp_path / "nope.zip")])

@@ -154,5 +154,5 @@ def test_cli_from_folder(messy, tmp_path):
     result = CliRunner().invoke(app, ["data", "images", "--from-folder", str(messy), "--out",
                                       str(tmp_path / "o"), "--min-side", "32", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # exactly one JSON object
     assert summary["items"] == 4 and len(summary["dropped"]) == 5

@@ -120,6 +120,6 @@ def test_end_to_end_recipe(tmp_path):
     result = CliRunner().invoke(app, ["data", "triplets", esc["out"], imgs["out"], caps["out"],
                                       "--out", str(work / "triplets.parquet"), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # exactly one JSON object
     assert summary["per_label"] == {"dog": 5, "rain": 5} and summary["missing"] == {}
     assert summary["items"] == 30 and summary["unpaired"] == {}

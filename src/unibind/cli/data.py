@@ -83,7 +83,8 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
            manifest: str = typer.Option("manifest.parquet", "--manifest",
                                         help="Manifest file name inside --out."),
            as_json: bool = JSON_OPTION) -> None:
-    """Images per class from the web (bing-image-downloader, extra [web]) or a folder, cleaned."""
+    """Images per class from the web (bing-image-downloader: the optional "web" extra) or a
+    folder; undecodable, duplicate and tiny files dropped."""
     from ..data.images import WebExtraMissing, build_images, read_labels
 
     if from_folder is None and labels is None and from_manifest is None:
