@@ -6,6 +6,9 @@ than the model window (10 s) is one window, repeat-padded as CLAP was trained. A
 into ``ceil(n / window)`` full windows whose starts are evenly spaced from 0 to ``n - window``
 (so every sample is covered, the last window ends at the clip's end). Each window's embedding is
 L2-normalised (as ``get_audio_features`` returns it); the item's embedding is their mean.
+
+Log-mel features are computed in ``load`` (by ``ClapFeatureExtractor``), so that extraction
+overlaps them with the model's forward on the previous batch.
 """
 
 from __future__ import annotations
@@ -52,34 +55,33 @@ class HFClapAudioEncoder(Encoder):
     def config_dim(cls, spec: EncoderSpec) -> int | None:
         return local_config_value(spec, "projection_dim")
 
-    def load(self, item: Any) -> np.ndarray:
+    def load(self, item: Any) -> torch.Tensor:
+        """Audio file (or mono waveform at the model rate) -> log-mel windows ``[w, c, t, m]``."""
         if isinstance(item, np.ndarray):
             if item.size == 0:
                 raise ItemError("<array>", "zero-length audio")
-            return item.astype(np.float32)
-        try:
-            return load_audio(item, self.sample_rate)
-        except MediaError as exc:
-            raise ItemError(item, str(exc)) from exc
-
-    def sort_key(self, decoded: np.ndarray) -> int:
-        return -len(decoded)
-
-    def forward(self, decoded: Sequence[np.ndarray]) -> torch.Tensor:
-        windows, owner = [], []
-        for i, wave in enumerate(decoded):
-            for start in window_starts(len(wave), self.window):
-                windows.append(wave[start:start + self.window])
-                owner.append(i)
+            wave = item.astype(np.float32)
+        else:
+            try:
+                wave = load_audio(item, self.sample_rate)
+            except MediaError as exc:
+                raise ItemError(item, str(exc)) from exc
+        windows = [wave[s:s + self.window] for s in window_starts(len(wave), self.window)]
         feats = self.extractor(windows, sampling_rate=self.sample_rate, return_tensors="pt",
                                truncation="fusion" if self.fusion else "rand_trunc",
                                padding="repeatpad")
-        # No window exceeds the model length, so no random crop happens; with fusion models,
-        # the extractor marks one random item "longer": undo that so results are deterministic.
-        is_longer = torch.zeros((len(windows), 1), dtype=torch.bool)
-        feats = self.to_device({"input_features": feats["input_features"]})
-        emb = self.model(input_features=feats["input_features"],
-                         is_longer=is_longer.to(self.device)).audio_embeds
+        return feats["input_features"]
+
+    def sort_key(self, decoded: torch.Tensor) -> int:
+        return -decoded.shape[0]
+
+    def forward(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
+        owner = [i for i, mel in enumerate(decoded) for _ in range(mel.shape[0])]
+        mels = torch.cat(list(decoded)).to(self.device, self.dtype)
+        # Every window is at most the model length: no random crop. Fusion models get
+        # is_longer=False for all (the extractor would mark a random one "longer").
+        is_longer = torch.zeros((mels.shape[0], 1), dtype=torch.bool, device=self.device)
+        emb = self.model(input_features=mels, is_longer=is_longer).audio_embeds
         emb = torch.nn.functional.normalize(emb, dim=-1)
         index = torch.tensor(owner, device=emb.device)
         summed = torch.zeros((len(decoded), emb.shape[1]), dtype=emb.dtype, device=emb.device)

@@ -37,14 +37,17 @@ class HFClipImageEncoder(Encoder):
     def config_dim(cls, spec: EncoderSpec) -> int | None:
         return local_config_value(spec, "projection_dim")
 
-    def load(self, item: Any) -> Image.Image:
+    def load(self, item: Any) -> torch.Tensor:
+        """Image file (or PIL image) -> preprocessed pixels ``[3, H, W]``."""
         if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        try:
-            return load_image(item)
-        except MediaError as exc:
-            raise ItemError(item, str(exc)) from exc
+            image = item.convert("RGB")
+        else:
+            try:
+                image = load_image(item)
+            except MediaError as exc:
+                raise ItemError(item, str(exc)) from exc
+        return self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
-    def forward(self, decoded: Sequence[Image.Image]) -> torch.Tensor:
-        batch = self.processor(images=list(decoded), return_tensors="pt")
-        return self.model(pixel_values=self.to_device(dict(batch))["pixel_values"]).image_embeds
+    def forward(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
+        pixels = torch.stack(list(decoded)).to(self.device, self.dtype)
+        return self.model(pixel_values=pixels).image_embeds
