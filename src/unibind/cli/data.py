@@ -83,8 +83,7 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
            manifest: str = typer.Option("manifest.parquet", "--manifest",
                                         help="Manifest file name inside --out."),
            as_json: bool = JSON_OPTION) -> None:
-    """Images per class from the web (bing-image-downloader: the optional "web" extra) or a
-    folder; undecodable, duplicate and tiny files dropped."""
+    """Images per class from the web ("web" extra) or a folder, cleaned of bad/duplicate/tiny."""
     from ..data.images import WebExtraMissing, build_images, read_labels
 
     if from_folder is None and labels is None and from_manifest is None:
