@@ -115,7 +115,8 @@ def captions(manifest: Path = typer.Argument(..., help="Manifest whose images ar
                                       help="Manifest of captions (default: captions.parquet "
                                            "beside MANIFEST)."),
              batch_size: int = typer.Option(8, "--batch-size"),
-             max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+             max_new_tokens: int = typer.Option(None, "--max-new-tokens",
+                                                help="Default 64 (generic), 512 (minicpm)."),
              num_beams: int = typer.Option(1, "--num-beams"),
              trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                                     help="Allow the model repository's own code "

@@ -53,7 +53,7 @@ class CaptionConfig:
     prompt: str | None = None
     revision: str | None = None
     backend: str = "auto"
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None  # None: 64 (generic) or 512 (minicpm: long descriptions)
     num_beams: int = 1
     trust_remote_code: bool = False
 
@@ -67,8 +67,9 @@ class CaptionConfig:
         prompt = self.prompt
         if backend == "minicpm" and not prompt:
             prompt = REFERENCE_PROMPT
-        return CaptionConfig(self.model, prompt or None, self.revision, backend,
-                             self.max_new_tokens, self.num_beams, self.trust_remote_code)
+        tokens = self.max_new_tokens or (512 if backend == "minicpm" else 64)
+        return CaptionConfig(self.model, prompt or None, self.revision, backend, tokens,
+                             self.num_beams, self.trust_remote_code)
 
 
 def model_identity(model: str, revision: str | None) -> dict[str, str]:
@@ -114,13 +115,24 @@ class CaptionCache:
                            **self.namespace})
 
 
+def _dtype_kwarg(dtype) -> dict[str, Any]:
+    """``dtype=`` for transformers 5, ``torch_dtype=`` before."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return {"dtype" if major >= 5 else "torch_dtype": dtype}
+
+
 def _generic(cfg: CaptionConfig, device, dtype) -> Captioner:
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    import transformers
+    from transformers import AutoProcessor
 
+    auto = getattr(transformers, "AutoModelForImageTextToText", None) or getattr(
+        transformers, "AutoModelForVision2Seq")
     kwargs: dict[str, Any] = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
     processor = AutoProcessor.from_pretrained(cfg.model, **kwargs)
-    model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=dtype, **kwargs)
+    model = auto.from_pretrained(cfg.model, **kwargs, **_dtype_kwarg(dtype))
     model = model.to(device).eval()
     tokenizer = getattr(processor, "tokenizer", None)
     text = None
@@ -163,7 +175,7 @@ def _minicpm(cfg: CaptionConfig, device, dtype) -> Captioner:
 
     kwargs: dict[str, Any] = {"revision": cfg.revision, "trust_remote_code": True}
     config = AutoConfig.from_pretrained(cfg.model, **kwargs)
-    model = AutoModel.from_pretrained(cfg.model, dtype=dtype, **kwargs)
+    model = AutoModel.from_pretrained(cfg.model, **kwargs, **_dtype_kwarg(dtype))
     if getattr(config, "quantization_config", None) is None:
         model = model.to(device)  # int4 (bitsandbytes) weights are placed on load
     model.eval()
