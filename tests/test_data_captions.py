@@ -183,7 +183,7 @@ def test_minicpm_backend_boundary(monkeypatch):
         (k, cap.REFERENCE_MODEL, True, "abc") for k in ("config", "model", "tok")}
     size, msgs, tok, kwargs = model.calls[0]
     assert msgs == [{"role": "user", "content": REFERENCE_PROMPT}] and tok == "TOK"
-    assert kwargs["sampling"] is False
+    assert kwargs["sampling"] is False and kwargs["max_new_tokens"] == 512
 
 
 def test_cli_captions(blip, images, tmp_path):
