@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -19,19 +16,8 @@ from unibind.data.download import DownloadError
 from unibind.data.esc50 import LICENCE, ESC50Error, build_esc50
 from unibind.manifest import read_manifest
 
+from .fixtures import data_builders as fx
 
-def _fixtures():
-    name = "unibind_test_data_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "data_builders.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
 CLASSES = ("dog", "rain", "chirping_birds")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -23,19 +22,7 @@ from unibind.data.images import (
 )
 from unibind.manifest import read_manifest
 
-
-def _fixtures():
-    name = "unibind_test_data_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "data_builders.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
+from .fixtures import data_builders as fx
 
 
 @pytest.fixture()

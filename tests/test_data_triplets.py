@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,19 +17,7 @@ from unibind.data.images import build_images
 from unibind.data.triplets import build_triplets
 from unibind.manifest import ManifestError, read_manifest, write_manifest
 
-
-def _fixtures():
-    name = "unibind_test_data_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "data_builders.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
+from .fixtures import data_builders as fx
 
 
 @pytest.fixture()

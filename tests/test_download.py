@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from unibind.data.download import DownloadError, download, sha256_file
 
+from .fixtures import data_builders as fx
 
-def _fixtures():
-    name = "unibind_test_data_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "data_builders.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _fixtures()
 PAYLOAD = bytes(range(256)) * 1000  # 256,000 bytes
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
