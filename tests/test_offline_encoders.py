@@ -21,7 +21,7 @@ from PIL import Image
 
 from unibind.encoders import ItemError, backend_class, load_encoder, resolve_profile
 from unibind.encoders import offline as offline_mod
-from unibind.encoders.aisfx_audio import block_starts, load_checkpoint
+from unibind.encoders.aisfx_audio import _numpy_allow_list, block_starts, load_checkpoint
 from unibind.encoders.spec import EncoderSpec, fingerprint
 from unibind.media import load_audio
 
@@ -195,6 +195,27 @@ def test_audio_crops_closer_than_different_recordings(audio_enc):
     same = cos(e_a, e_b)
     assert same > max(cos(e, o) for e in (e_a, e_b) for o in others)
     assert same > max(cos(whole[i], whole[j]) for i in range(len(whole)) for j in range(i))
+
+
+def test_audio_matches_the_aisfx_reference_pipeline(audio_enc):
+    """Same log-mel as aisfx's librosa path; same block embeddings as its CrossNet inference."""
+    from aisfx import inference, preprocessing
+    from aisfx.spectrogram import spectrogram_librosa
+
+    path = AUDIO / "bee.ogg"
+    raw = spectrogram_librosa.compute_spectrogram(str(path), 44100.0, 2048, 1024, 96, 0.0, 22050.0)
+    ref_spec = preprocessing.spectrogram_normalize(raw.T)  # it returns [bands, frames]
+    ours = audio_enc.spectrogram(load_audio(path, audio_enc.sample_rate))
+    np.testing.assert_allclose(ours, ref_spec, atol=1e-5)
+    with torch.serialization.safe_globals(_numpy_allow_list()):
+        weights, datasets = torch.load(Path(audio_enc.spec.source) / "checkpoint.pth",
+                                       map_location="cpu", weights_only=True)
+    ref = inference.model_get_embedding(ref_spec, 0.5, True,
+                                        inference.load_bestModel(weights, datasets, "cpu"), "cpu")
+    with torch.inference_mode():
+        blocks = audio_enc.model(torch.from_numpy(audio_enc.load(path)))
+    assert len(blocks) == len(ref) + 1  # plus the block that ends at the last frame
+    np.testing.assert_allclose(blocks[:len(ref)].numpy(), ref.numpy(), atol=1e-5)
 
 
 def test_audio_short_clips_are_padded_to_one_block(audio_enc):

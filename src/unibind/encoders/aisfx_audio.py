@@ -61,6 +61,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _numpy_allow_list() -> list[Any]:
+    """Exactly the globals the checkpoint's ``{dataset: (np.int64, int)}`` dict needs."""
+    try:
+        from numpy._core.multiarray import scalar  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    pickled_name = "numpy.core.multiarray.scalar"  # as written by numpy 1.x
+    own_name = f"{scalar.__module__}.{scalar.__qualname__}"
+    entry = scalar if own_name == pickled_name else (scalar, pickled_name)
+    return [entry, np.dtype, type(np.dtype(np.int64))]
+
+
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The EmbeddingNet state dict from aisfx's checkpoint: sha256-pinned, allow-listed unpickle."""
     path = Path(path)
@@ -68,10 +80,10 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if digest != CHECKPOINT_SHA256:
         raise ValueError(f"{path}: sha256 {digest} is not the pinned aisfx 0.1.2 checkpoint "
                          f"({CHECKPOINT_SHA256}); refusing to unpickle it")
-    from numpy._core.multiarray import scalar
-
-    allow = [(scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Int64DType]
-    with torch.serialization.safe_globals(allow):
+    if not hasattr(torch.serialization, "safe_globals"):
+        raise RuntimeError("loading the aisfx checkpoint safely needs torch>=2.6 "
+                           "(torch.serialization.safe_globals)")
+    with torch.serialization.safe_globals(_numpy_allow_list()):
         state, _datasets = torch.load(path, map_location="cpu", weights_only=True)
     prefix = "embedding_net."
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
