@@ -14,6 +14,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from .base import Encoder, ItemError, local_config_value
 from .spec import EncoderSpec
+from .towers import quiet_transformers
 
 POOLINGS = ("pooler", "cls", "mean")
 
@@ -29,7 +30,9 @@ class HFTextEncoder(Encoder):
         kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
         self.tokenizer = AutoTokenizer.from_pretrained(self.spec.source, **kwargs)
         add_pool = self.pooling == "pooler"
-        model = AutoModel.from_pretrained(self.spec.source, add_pooling_layer=add_pool, **kwargs)
+        with quiet_transformers():  # an unused pooler's weights are skipped on purpose
+            model = AutoModel.from_pretrained(self.spec.source, add_pooling_layer=add_pool,
+                                              **kwargs)
         if add_pool and getattr(model, "pooler", None) is None:
             raise ValueError(f"{self.spec.source} has no pooler; use pooling 'cls' or 'mean'")
         return model

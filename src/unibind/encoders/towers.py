@@ -17,8 +17,8 @@ from transformers.utils import logging as hf_logging
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence the 'unexpected keys' report: the other tower's weights are skipped on purpose."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report (weights skipped on purpose, e.g. the other tower)."""
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -35,5 +35,5 @@ def load_tower(model_cls: type, source: str, sub_config: str,
     if tower is not config:
         tower = tower.__class__.from_dict(tower.to_dict())
         tower.projection_dim = config.projection_dim
-    with _quiet_transformers():
+    with quiet_transformers():
         return model_cls.from_pretrained(source, config=tower, **kwargs)
