@@ -1,0 +1,187 @@
+"""Search a run's space: embed a query with the run's own encoders + heads, rank indexed items.
+
+    space = Space.load("runs/demo")
+    space.search(text="a dog barking", k=5, modality=["audio", "image"])
+    space.search(text="rain", audio="thunder.wav")   # compositional: normalised sum
+
+Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
+same head; centred when the index is). Mixed searches over several modalities are merged per
+modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .balance import MODES, merge_topk
+from .config import MODALITIES, check_modality
+from .index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
+from .run import Run
+
+log = logging.getLogger(__name__)
+
+Inputs = str | os.PathLike | list | tuple | None
+
+
+def _as_list(value: Inputs) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def parse_modalities(value: str | list[str] | None) -> list[str] | None:
+    """``"audio,image"`` or a list -> validated modality names (None = every modality)."""
+    if value is None or value == "" or value == []:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    return [check_modality(n.strip()) for n in names if n.strip()]
+
+
+@dataclass
+class Space:
+    """A run plus its index: embed queries, search, describe results."""
+
+    run: Run
+    index: SpaceIndex
+    _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None
+             ) -> Space:
+        run = Run.load(run_path)
+        return cls(run=run, index=open_index(run, index_path))
+
+    # -- embedding ---------------------------------------------------------------------------
+    def encoder(self, modality: str) -> Any:
+        """The run's encoder for ``modality`` (loaded once), refused if it is not the one the
+        index was built with."""
+        if modality not in self._encoders:
+            from .encoders import load_encoder
+
+            info = self.run.encoders.get(modality)
+            if not info or "spec" not in info:
+                raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
+            enc = load_encoder(info["spec"])
+            want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
+            if enc.fingerprint != want:
+                raise IndexMismatch(
+                    f"{modality} query encoder {info['spec'].get('source')} has fingerprint "
+                    f"{enc.fingerprint}, but the index was built with {want}: the model files "
+                    "changed since extraction; re-run extract/train/index or restore them")
+            self._encoders[modality] = enc
+        return self._encoders[modality]
+
+    def embed(self, modality: str, items: list) -> np.ndarray:
+        """Raw inputs (texts, or image/audio paths) -> unit vectors in the index's space."""
+        check_modality(modality)
+        if modality not in self.run.modalities:
+            raise SpaceIndexError(f"the run has no {modality} head (it has "
+                                  f"{', '.join(self.run.modalities)})")
+        enc = self.encoder(modality)
+        feats = enc.encode([str(x) for x in items])
+        return self.run.project(modality, feats, center=self.index.center)
+
+    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None
+                     ) -> tuple[np.ndarray, list[str]]:
+        """Every input embedded, summed and normalised (a compositional query)."""
+        given = {"text": _as_list(text), "image": _as_list(image), "audio": _as_list(audio)}
+        given = {m: v for m, v in given.items() if v}
+        if not given:
+            raise ValueError("give at least one query: text=, image= or audio=")
+        total = np.zeros(self.run.embed_dim, dtype=np.float64)
+        for m, items in given.items():
+            if m != "text":
+                absent = [str(p) for p in items if not Path(p).is_file()]
+                if absent:
+                    raise FileNotFoundError(f"{m} query file not found: {', '.join(absent)}")
+            total += self.embed(m, items).sum(axis=0)
+        norm = np.linalg.norm(total)
+        if norm < 1e-12:
+            raise ValueError("the query inputs cancel out (zero vector)")
+        return (total / norm).astype(np.float32), list(given)
+
+    # -- searching ---------------------------------------------------------------------------
+    def default_mode(self) -> str:
+        mode = self.run.info.get("search", {}).get("mode") or "none"
+        if mode == "centered" and not self.index.center:
+            return "none"
+        return mode if mode in MODES else "none"
+
+    def _calibration(self, query_modalities: list[str]) -> dict[str, tuple[float, float]]:
+        suffix = "_centered" if self.index.center else ""
+        pairs = self.run.info.get(f"calibration_pairs{suffix}") or {}
+        if len(query_modalities) == 1 and query_modalities[0] in pairs:
+            return pairs[query_modalities[0]]
+        pooled = self.run.info.get(f"calibration{suffix}")
+        if not pooled:
+            raise SpaceIndexError(f"run {self.run.path} stores no calibration statistics; "
+                                  "use --balance none or balanced")
+        return pooled
+
+    def search_vectors(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
+                       balance: str | None = None, query_modalities: list[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used."""
+        if k <= 0:
+            raise ValueError("k must be positive")
+        mods = parse_modalities(modality)
+        mode = balance or self.default_mode()
+        if mode not in MODES:
+            raise ValueError(f"unknown balance mode {mode!r}; choose from {', '.join(MODES)}")
+        if mode == "centered" and not self.index.center:
+            raise SpaceIndexError("--balance centered needs an index built on centred vectors: "
+                                  "`unibind index RUN --center`")
+        per = self.index.search(q, k, mods)
+        calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
+        pool = {m: self.index.parts[m].ntotal for m in per}
+        scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
+                                     calibration=calibration, pool_sizes=pool)
+        return scores, rows, mode
+
+    def describe(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+        """Result dicts (rank, score, id, modality, label, path or text) for one query."""
+        out = []
+        for rank, (row, score) in enumerate(zip(rows, scores), start=1):
+            if row < 0:
+                break
+            item = self.index.items.iloc[int(row)]
+            res = {"rank": rank, "score": round(float(score), 6), "id": item["id"],
+                   "modality": item["modality"], "label": item["label"]}
+            if item["modality"] == "text":
+                res["text"] = item["text"]
+            else:
+                res["path"] = item["path"]
+            out.append(res)
+        return out
+
+    def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
+               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None
+               ) -> dict[str, Any]:
+        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query."""
+        q, qmods = self.query_vector(text=text, image=image, audio=audio)
+        scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods)
+        query = {m: [str(x) for x in _as_list(v)] for m, v in
+                 (("text", text), ("image", image), ("audio", audio)) if v}
+        return {"query": query, "k": k, "modality": parse_modalities(modality) or
+                [m for m in MODALITIES if m in self.index.parts], "mode": mode,
+                "results": self.describe(rows[0], scores[0])}
+
+
+def format_results(result: dict[str, Any]) -> str:
+    """A readable table of one search result."""
+    q = "; ".join(f"{m}: {', '.join(v)}" for m, v in result["query"].items())
+    lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
+             f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
+    for r in result["results"]:
+        what = r.get("text") if r["modality"] == "text" else r.get("path")
+        lines.append(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['modality']:<8} "
+                     f"{str(r['label'])[:20]:<20} {str(what)[:90]}")
+    return "\n".join(lines)
