@@ -55,7 +55,7 @@ def test_seed_preset_is_the_reference_recipe():
     cfg = PRESETS["seed"]
     assert (cfg.positives, cfg.mse_weight, cfg.batch_size, cfg.lr, cfg.weight_decay,
             cfg.epochs, cfg.embed_dim) == ("instance", 0.1, 8, 1e-5, 0.01, 20, 256)
-    assert set(cfg.pair_weights.values()) == {0.3} and cfg.patience == 0
+    assert set(cfg.pair_weights.values()) == {0.3} and cfg.patience == 0 and cfg.hidden == 0
     assert config_from_json({"config": {"lr": 0.5}}, cfg).lr == 0.5
 
 

@@ -61,9 +61,9 @@ def assign_splits(items: pd.DataFrame, val: float = 0.1, test: float = 0.2,
         raise SplitError(f"group(s) in more than one split (would leak): {conflicts[:10]}")
     group_split = {g: s[0] for g, s in set_per_group.items()}
     free = frame[~frame["group"].isin(group_split)]
-    group_label = free.groupby("group")["label"].agg(lambda s: s.mode().iloc[0])
+    group_label = free.groupby("group")["label"].min()  # groups are normally single-label
     for _label, gs in group_label.groupby(group_label, sort=True):
-        names = sorted(gs.index)
+        names = list(gs.index)  # sorted: groupby sorts its keys
         order = _hash_order(names, seed)
         n_val, n_test = _counts(len(names), val, test)
         for rank, i in enumerate(order):

@@ -180,8 +180,10 @@ def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int) -> Fi
             "logit_scale": float(heads.logit_scale().detach()),
             "lr": float(sched.get_last_lr()[0]), "seconds": time.perf_counter() - t0}
         if has_val:
+            t1 = time.perf_counter()
             ve, vl = embed_items(heads, features, split == "val", cfg.val_queries, seed=0)
             entry["val_mAP@10"] = cross_modal_mean(pair_metrics(ve, vl, ks=(1,)))
+            entry["val_seconds"] = time.perf_counter() - t1
             if entry["val_mAP@10"] > best_val:
                 best_val, best_epoch, since = entry["val_mAP@10"], epoch, 0
                 best_state = copy.deepcopy(heads.state_dict())
