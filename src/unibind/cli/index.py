@@ -1,0 +1,53 @@
+"""``unibind index RUN`` and ``unibind index add RUN MANIFEST``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import JSON_OPTION, app, emit, fail
+
+
+def _human(summary: dict) -> str:
+    parts = ", ".join(f"{m} {p['count']} ({p['factory']}, {p['bytes_per_vector']:.0f} B/vector)"
+                      for m, p in summary["parts"].items())
+    extra = f"; added {summary['added']}" if "added" in summary else ""
+    return f"index -> {summary['index']}: {summary['count']} items: {parts}{extra}"
+
+
+@app.command("index")
+def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST",
+                                           help="RUN: build RUN's index; `add RUN MANIFEST`: "
+                                                "append MANIFEST's new items without a rebuild."),
+          out: Path = typer.Option(None, "--out", "--index",
+                                   help="Index folder (default: RUN/index)."),
+          factory: str = typer.Option(None, "--factory",
+                                      help="Flat (exact) or a faiss factory string, e.g. "
+                                           "HNSW32, 'PQ128x4fs,RFlat', IVF4096,PQ64 "
+                                           "(default: chosen by size and memory budget)."),
+          memory_budget: float = typer.Option(4.0, "--memory-budget", min=0.01,
+                                              help="GB the index may use in memory."),
+          center: bool = typer.Option(None, "--center/--no-center",
+                                      help="Index centred vectors (default: the run's "
+                                           "recommendation)."),
+          cache_dir: Path = typer.Option(None, "--cache-dir",
+                                         help="Feature cache folder (add)."),
+          as_json: bool = JSON_OPTION) -> None:
+    """Project every item of RUN's features through its heads and index them (exact for small
+    collections, approximate when large), or add new items to an existing index."""
+    from ..index import add_items, build_index
+
+    try:
+        if args[0] == "add":
+            if len(args) != 3:
+                fail("usage: unibind index add RUN MANIFEST")
+            summary = add_items(args[1], args[2], index_path=out, cache_dir=cache_dir)
+        else:
+            if len(args) != 1:
+                fail("usage: unibind index RUN [--factory F] (or: unibind index add RUN MANIFEST)")
+            summary = build_index(args[0], out=out, factory=factory,
+                                  memory_budget_gb=memory_budget, center=center)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        fail(str(exc))
+    emit(summary, as_json, _human(summary))

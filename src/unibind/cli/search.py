@@ -1,0 +1,37 @@
+"""``unibind search RUN --text ... --image ... --audio ...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import JSON_OPTION, app, emit, fail
+
+
+@app.command("search")
+def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibind index`)."),
+           text: list[str] = typer.Option(None, "--text", help="Query text (repeatable)."),
+           image: list[Path] = typer.Option(None, "--image", help="Query image file."),
+           audio: list[Path] = typer.Option(None, "--audio", help="Query sound file."),
+           k: int = typer.Option(10, "--k", "-k", min=1, help="Number of results."),
+           modality: str = typer.Option(None, "--modality",
+                                        help="Only these target modalities, e.g. audio,image."),
+           balance: str = typer.Option(None, "--balance",
+                                       help="Mixed-search mode: none | balanced | calibrated | "
+                                            "centered (default: the run's recommendation)."),
+           index: Path = typer.Option(None, "--index", help="Index folder (default: RUN/index)."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Rank indexed items for a sentence, a picture, a sound, or several at once (their
+    embeddings are summed and normalised: a compositional query)."""
+    from ..search import Space, format_results
+
+    if not (text or image or audio):
+        fail("give at least one query: --text, --image or --audio")
+    try:
+        space = Space.load(run, index)
+        result = space.search(text=text or None, image=image or None, audio=audio or None,
+                              k=k, modality=modality, balance=balance)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        fail(str(exc))
+    emit(result, as_json, format_results(result))
