@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,16 @@ class Run:
 
 
 def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
-             centers: dict[str, np.ndarray] | None = None) -> Path:
-    """Write heads + run.json atomically; ``info`` gains ``heads`` and ``head_digest``."""
+             centers: dict[str, np.ndarray] | None = None,
+             extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+    """Write heads + run.json atomically; ``info`` gains ``heads`` and ``head_digest``.
+
+    ``extra(staging_folder)`` may write more files into the run (fine-tuned encoders, their
+    features) before it is swapped in; the dict it returns is merged into ``info``."""
     path = Path(path)
     with atomic_folder(path) as tmp:
+        if extra is not None:
+            info = {**info, **extra(tmp)}
         state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
         for m, vec in (centers or {}).items():
             state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))

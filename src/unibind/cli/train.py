@@ -26,6 +26,9 @@ def train(features: Path = FEATURES_ARG,
                                         help="Train the encoders too, on raw inputs."),
           finetune_layers: int = typer.Option(None, min=0,
                                               help="Fine-tune only the last N layers (0: all)."),
+          device: str = typer.Option("auto", help="Fine-tuning device: auto, cpu, cuda:0 .."),
+          threads: int = typer.Option(None, min=1, help="torch CPU threads (default: heads-only "
+                                                         "1, fine-tuning torch's default)."),
           as_json: bool = JSON_OPTION) -> None:
     """Train per-modality heads into one space on FEATURES' training split; write a run."""
     from ..presets import load_train_config, override
@@ -38,12 +41,15 @@ def train(features: Path = FEATURES_ARG,
                        positives=positives, finetune_layers=finetune_layers)
         if finetune:
             from ..finetune import finetune as run_finetune
+            from ..runtime import pick_device
 
-            summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed)
+            summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
+                                   device=pick_device(device), threads=threads)
         else:
             from ..train import train as run_train
 
-            summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed)
+            summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
+                                threads=threads or 1)
     except (ValueError, OSError, KeyError) as exc:
         fail(str(exc))
     emit(summary, as_json, f"run -> {summary['run']} (epochs {summary['epochs']}, best "

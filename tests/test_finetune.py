@@ -1,0 +1,87 @@
+"""--finetune with the tiny models: loss falls, backbones change, the run loads and searches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unibind.data.folder import build_folder_manifest
+from unibind.encoders import load_encoder, resolve_profile
+from unibind.evaluate import evaluate
+from unibind.extract import extract
+from unibind.features import load_features
+from unibind.finetune import finetune, layer_list, set_trainable
+from unibind.presets import override, preset
+from unibind.run import Run
+
+from .conftest import make_media_folder
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    manifest = build_folder_manifest(make_media_folder(root / "dataset", per_label=6,
+                                                       seconds=0.5))
+    extract(manifest, root / "feats", profile="tiny", cache_dir=root / "cache")
+    cfg = override(preset("default"), epochs=4, patience=0, lr=5e-3, backbone_lr=1e-3,
+                   finetune_batch_size=8, val_fraction=0.2, test_fraction=0.2)
+    summary = finetune(root / "feats", root / "run", config=cfg, seed=0, threads=1)
+    return root, summary
+
+
+def test_loss_falls_and_backbones_change(tuned):
+    root, summary = tuned
+    run = Run.load(root / "run")
+    losses = [c["loss"] for c in run.info["curve"]]
+    assert losses[-1] < losses[0], losses
+    before = resolve_profile("tiny")["text"]
+    old = load_encoder(before).model.state_dict()
+    new = load_encoder(run.encoders["text"]["spec"]).model.state_dict()
+    assert any(not torch.equal(old[k], new[k]) for k in old if k in new)
+    assert run.encoders["text"]["fingerprint"] != load_features(root / "feats").meta[
+        "encoders"]["text"]["fingerprint"]
+    assert summary["finetune"]["trainable_params"]["image"] > 0
+
+
+def test_finetuned_run_loads_evaluates_and_embeds_consistently(tuned):
+    root, _ = tuned
+    run = Run.load(root / "run")
+    feats = load_features(run.features_path)
+    assert run.features_path == (root / "run" / "features").resolve()
+    # a query embedded with the run's (fine-tuned) encoder lands where the stored features do
+    enc = load_encoder(run.encoders["text"]["spec"])
+    table = feats.table("text")
+    direct = enc.encode(list(table["text"][:4]))
+    np.testing.assert_allclose(direct, feats.arrays["text"][:4], atol=1e-4)
+    m = evaluate(root / "run")
+    assert len(m["pairs"]) == 9 and m["split"] == "test"
+
+
+def test_last_n_layers_only():
+    enc = load_encoder(resolve_profile("tiny")["text"])
+    name, layers = layer_list(enc.model)
+    n_all = set_trainable(enc.model, 0)
+    n_last = set_trainable(enc.model, 1)
+    assert 0 < n_last < n_all and len(layers) == 2
+    frozen = [n for n, p in enc.model.named_parameters() if not p.requires_grad]
+    assert any(n.startswith(f"{name}.0.") for n in frozen)
+    assert not any(n.startswith(f"{name}.1.") for n in frozen)
+    assert "embeddings.word_embeddings.weight" in frozen
+
+
+def test_cli_finetune_last_layer(tuned, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unibind.cli import app
+
+    root, _ = tuned
+    res = CliRunner().invoke(app, ["train", str(root / "feats"), "--out", str(tmp_path / "r"),
+                                   "--finetune", "--finetune-layers", "1", "--epochs", "1",
+                                   "--device", "cpu", "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["finetune"]["layers"] == 1 and summary["epochs"] == 1
+    assert Run.load(tmp_path / "r").info["finetune"]["layers"] == 1
