@@ -1,0 +1,152 @@
+"""A 2-D map of a run's space: UMAP of every item (sampled when large), two PNGs.
+
+``umap_by_class.png`` colours points by label, ``umap_by_modality.png`` by modality (the
+reference's two plots). The 2-D coordinates are kept in ``coords.safetensors`` with a digest of
+what they were computed from, so a second call on unchanged inputs skips UMAP (and its numba
+compile, ~20-40 s per process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from .atomic import atomic_file
+from .config import MODALITIES
+from .features import Features, load_features
+from .run import Run, RunError
+
+log = logging.getLogger(__name__)
+
+MODALITY_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "audio": "#2ca02c"}
+MODALITY_MARKERS = {"text": "o", "image": "s", "audio": "^"}
+FIGSIZE, DPI = (8.0, 6.0), 100  # 800 x 600 pixels
+
+
+def sample_items(items: Any, max_points: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``max_points`` items, the same fraction from every modality."""
+    n = len(items)
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for m in items["modality"].unique():
+        idx = np.flatnonzero((items["modality"] == m).to_numpy())
+        take = max(1, int(round(len(idx) * max_points / n)))
+        keep.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def run_embeddings(run: Run, feats: Features, center: bool = False
+                   ) -> tuple[Any, np.ndarray]:
+    """(items, unit vectors) for every item of a modality the run has a head for."""
+    tables, vecs = [], []
+    for m in MODALITIES:
+        if m not in feats.arrays or m not in run.modalities:
+            continue
+        table = feats.table(m)
+        tables.append(table)
+        vecs.append(run.project(m, feats.arrays[m][table["row"].to_numpy()], center=center))
+    if not tables:
+        raise RunError("the features share no modality with the run")
+    import pandas as pd
+
+    return pd.concat(tables, ignore_index=True), np.concatenate(vecs)
+
+
+def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """2-D coordinates: UMAP (cosine) or PCA (fast, for tests and tiny sets)."""
+    n = len(x)
+    if method == "umap" and n >= 8:
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed,
+                            n_jobs=1, init="spectral" if n > 32 else "random")
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    if method not in ("umap", "pca"):
+        raise ValueError(f"unknown layout method {method!r} (umap | pca)")
+    xc = x - x.mean(axis=0)
+    if n < 2:
+        return np.zeros((n, 2), np.float32)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    out = xc @ vt[:2].T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))).astype(np.float32)
+
+
+def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
+             colors: dict[str, str] | None = None, markers: dict[str, str] | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(groups.tolist()))
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    for i, name in enumerate(names):
+        pts = coords[groups == name]
+        ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name), linewidths=0,
+                   color=(colors or {}).get(name, cmap(i % 20)),
+                   marker=(markers or {}).get(name, "o"))
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(names) <= 20:
+        ax.legend(loc="best", fontsize=7, markerscale=1.5, frameon=False)
+    fig.tight_layout()
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=DPI)
+    plt.close(fig)
+
+
+def _digest(vectors: np.ndarray, method: str, seed: int) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(vectors).tobytes())
+    h.update(f"{method}:{seed}".encode())
+    return h.hexdigest()
+
+
+def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
+             max_points: int = 5000, method: str = "umap", seed: int = 0,
+             features: Features | str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write ``umap_by_class.png`` and ``umap_by_modality.png`` (default folder RUN/plots)."""
+    run = Run.load(run_path)
+    if features is None:
+        if run.features_path is None:
+            raise RunError(f"run {run.path} records no features folder")
+        features = run.features_path
+    feats = features if isinstance(features, Features) else load_features(features)
+    out = Path(out) if out else run.path / "plots"
+    center = bool(run.info.get("search", {}).get("center")) and bool(run.centers)
+    items, vecs = run_embeddings(run, feats, center=center)
+    pick = sample_items(items, max_points, seed)
+    items, vecs = items.iloc[pick].reset_index(drop=True), vecs[pick]
+    digest = _digest(vecs, method, seed)
+    cache = out / "coords.safetensors"
+    coords = None
+    if cache.is_file():
+        stored = load_file(str(cache))
+        if bytes(stored["digest"]).decode(errors="replace") == digest:
+            coords = stored["coords"]
+            log.info("reusing the 2-D layout in %s (inputs unchanged)", cache)
+    if coords is None:
+        log.info("computing a %s layout of %d items", method, len(vecs))
+        coords = layout(vecs, method=method, seed=seed)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({"coords": coords, "digest": np.frombuffer(digest.encode(), np.uint8).copy()},
+                  str(cache))
+    name = "UMAP" if method == "umap" else "PCA"
+    paths = {"class": out / "umap_by_class.png", "modality": out / "umap_by_modality.png"}
+    _scatter(coords, items["label"].astype(str).to_numpy(), f"{name} of the space, by class",
+             paths["class"])
+    _scatter(coords, items["modality"].astype(str).to_numpy(),
+             f"{name} of the space, by modality", paths["modality"], MODALITY_COLORS,
+             MODALITY_MARKERS)
+    return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
+            "points": int(len(items)), "total": int(len(feats.items)), "method": method,
+            "center": center}

@@ -1,0 +1,200 @@
+"""One self-contained HTML page about a run: data, training curve, 3x3 table, modality shares,
+the UMAP plots and example queries with their top results (images inlined as thumbnails)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_file
+from .config import MODALITIES, read_json, write_json_atomic
+from .features import load_features
+from .run import Run
+
+log = logging.getLogger(__name__)
+
+METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}img.plot{max-width:49%}
+.res{display:inline-block;width:150px;vertical-align:top;margin:4px;font-size:12px}
+.res img{max-width:140px;max-height:110px}code{background:#f6f6f6}"""
+
+
+def _png_uri(path_or_bytes: Path | bytes) -> str:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _thumb(path: str, size: int = 140) -> str | None:
+    try:
+        from .media import load_image
+
+        img = load_image(path)
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return _png_uri(buf.getvalue())
+    except Exception as exc:  # a missing thumbnail must not sink the report
+        log.debug("no thumbnail for %s: %s", path, exc)
+        return None
+
+
+def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
+    """Training loss and validation mAP@10 per epoch, as PNG bytes."""
+    if not curve:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [c.get("epoch", i + 1) for i, c in enumerate(curve)]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.plot(epochs, [c.get("loss") for c in curve], color="#1f77b4", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    val = [c.get("val_mAP@10") for c in curve]
+    if any(v is not None for v in val):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, val, color="#d62728", label="val mAP@10")
+        ax2.set_ylabel("val mAP@10")
+        ax2.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _f(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def metric_table(metrics: dict[str, Any]) -> str:
+    """The 3x3 query -> target table (R@10 in the cells, all metrics below)."""
+    pairs = metrics.get("pairs", {})
+    mods = [m for m in MODALITIES if m in metrics.get("n_items", {})]
+    head = "".join(f"<th>{m}</th>" for m in mods)
+    rows = []
+    for q in mods:
+        cells = "".join(f"<td>{_f(pairs.get(f'{q}->{t}', {}).get('R@10'))}</td>" for t in mods)
+        rows.append(f"<tr><th class=l>{q}</th>{cells}</tr>")
+    grid = (f"<p>R@10, query (row) &rarr; target (column), class-level relevance</p>"
+            f"<table><tr><th class=l>query \\ target</th>{head}</tr>{''.join(rows)}</table>")
+    full = ["<table><tr><th class=l>pair</th>" + "".join(f"<th>{k}</th>" for k in METRICS)
+            + "<th>queries</th></tr>"]
+    for pair, v in pairs.items():
+        full.append(f"<tr><td class=l>{html.escape(pair)}</td>"
+                    + "".join(f"<td>{_f(v.get(k))}</td>" for k in METRICS)
+                    + f"<td>{v.get('queries', '')}</td></tr>")
+    return grid + "".join(full) + "</table>"
+
+
+def shares_table(metrics: dict[str, Any]) -> str:
+    mixed = metrics.get("mixed") or {}
+    if not mixed:
+        return "<p>(no mixed-search measurements)</p>"
+    mods = list(next(iter(mixed.values()))["share@10"])
+    out = ["<table><tr><th class=l>mode</th>" + "".join(f"<th>share {m}</th>" for m in mods)
+           + "<th>cross-modal R@10</th></tr>"]
+    for mode, r in mixed.items():
+        out.append(f"<tr><td class=l>{mode}</td>"
+                   + "".join(f"<td>{_f(r['share@10'].get(m))}</td>" for m in mods)
+                   + f"<td>{_f(r.get('R@10'))}</td></tr>")
+    pool = next(iter(mixed.values())).get("pool_share", {})
+    out.append("<tr><td class=l>(pool)</td>" + "".join(f"<td>{_f(pool.get(m))}</td>"
+                                                        for m in mods) + "<td></td></tr>")
+    rec = metrics.get("search", {})
+    return "".join(out) + (f"</table><p>Recommended mode: <code>{rec.get('mode')}</code> "
+                           f"(centred: {rec.get('center')}).</p>")
+
+
+def examples_html(examples: list[dict[str, Any]]) -> str:
+    blocks = []
+    for ex in examples:
+        query = "; ".join(f"{m}: {', '.join(v)}" for m, v in ex.get("query", {}).items())
+        cards = []
+        for r in ex.get("results", []):
+            body = ""
+            if r["modality"] == "image" and (uri := _thumb(r.get("path", ""))):
+                body = f"<img src='{uri}'>"
+            elif r["modality"] == "audio":
+                body = f"<audio controls preload=none src='file://{html.escape(r['path'])}'></audio>"
+            what = r.get("text") or Path(r.get("path", "")).name
+            cards.append(f"<div class=res>{body}<br><b>{r['rank']}.</b> {r['modality']} "
+                         f"<i>{html.escape(str(r['label']))}</i> {r['score']:.3f}<br>"
+                         f"{html.escape(str(what))}</div>")
+        blocks.append(f"<h3>{html.escape(query)} &rarr; {', '.join(ex.get('modality', []))} "
+                      f"(mode {ex.get('mode')})</h3>{''.join(cards)}")
+    return "".join(blocks) or "<p>(no example queries)</p>"
+
+
+def dataset_html(run: Run) -> str:
+    rows = []
+    try:
+        feats = load_features(run.features_path) if run.features_path else None
+    except (OSError, ValueError) as exc:
+        log.warning("features unavailable for the report: %s", exc)
+        feats = None
+    if feats is not None:
+        items = feats.items
+        for m in feats.modalities:
+            enc = feats.meta.get("encoders", {}).get(m, {})
+            src = enc.get("spec", {}).get("source", enc.get("name", ""))
+            rows.append(f"<tr><td class=l>{m}</td><td>{int((items['modality'] == m).sum())}</td>"
+                        f"<td>{enc.get('dim', '')}</td><td class=l>{html.escape(str(src))}</td>"
+                        "</tr>")
+        n_labels = items["label"].nunique()
+    else:
+        n_labels = "?"
+    split = run.info.get("split", {}).get("items", {})
+    return ("<table><tr><th class=l>modality</th><th>items</th><th>dim</th>"
+            f"<th class=l>encoder</th></tr>{''.join(rows)}</table>"
+            f"<p>{n_labels} classes; split (items): {html.escape(str(split))}; preset "
+            f"<code>{run.info.get('preset')}</code>, best epoch {run.info.get('best_epoch')}.</p>")
+
+
+def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
+                 examples: list[dict[str, Any]] | None = None,
+                 plots: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write ``RUN/report.html`` (one file, images inlined). ``examples``: search results
+    (``Space.search`` dicts); default: ``RUN/examples.json`` when present."""
+    run = Run.load(run_path)
+    out = Path(out) if out else run.path / "report.html"
+    metrics_file = run.path / "metrics.json"
+    metrics = read_json(metrics_file) if metrics_file.is_file() else {}
+    if examples is None and (run.path / "examples.json").is_file():
+        examples = read_json(run.path / "examples.json")
+    if plots is None:
+        plots = {k: str(run.path / "plots" / f"umap_by_{k}.png") for k in ("class", "modality")}
+    parts = [f"<!doctype html><meta charset=utf-8><title>unibind report: {run.path.name}"
+             f"</title><style>{STYLE}</style><h1>unibind run <code>{html.escape(str(run.path))}"
+             "</code></h1>", "<h2>Dataset</h2>", dataset_html(run), "<h2>Training curve</h2>"]
+    png = curve_png(run.info.get("curve", []))
+    parts.append(f"<img src='{_png_uri(png)}'>" if png else "<p>(no training curve)</p>")
+    parts.append(f"<h2>Held-out metrics ({metrics.get('split', 'test')} split)</h2>")
+    parts.append(metric_table(metrics) if metrics else
+                 "<p>(no metrics.json: run <code>unibind evaluate RUN</code>)</p>")
+    parts += ["<h2>Modality shares in a mixed top-10</h2>", shares_table(metrics),
+              "<h2>The space (UMAP)</h2>"]
+    shown = [p for p in plots.values() if p and Path(p).is_file()]
+    parts += [f"<img class=plot src='{_png_uri(Path(p))}'>" for p in shown] or [
+        "<p>(no plots: run <code>unibind plot RUN</code>)</p>"]
+    parts += ["<h2>Example queries</h2>", examples_html(examples or [])]
+    with atomic_file(out, "w") as fh:
+        fh.write("\n".join(parts))
+    return {"report": str(out), "examples": len(examples or []), "plots": len(shown),
+            "metrics": bool(metrics)}
+
+
+def save_examples(run_path: str | os.PathLike, examples: list[dict[str, Any]]) -> Path:
+    path = Path(run_path) / "examples.json"
+    write_json_atomic(path, examples)
+    return path
