@@ -1,0 +1,38 @@
+"""``unibind demo``: the whole pipeline, offline, on Tux Paint's stamps or a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import JSON_OPTION, app, emit, fail
+
+
+@app.command("demo")
+def demo(data: Path = typer.Option(None, "--data",
+                                   help="Use this DIR/<label>/<files> folder instead of the "
+                                        "Tux Paint stamps."),
+         out: Path = typer.Option(None, "--out", help="Output folder (default: "
+                                                      "~/.cache/unibind/demo)."),
+         profile: str = typer.Option("offline", "--profile",
+                                     help="Encoder profile: offline | seed | tiny."),
+         preset: str = typer.Option("default", "--preset", help="Training preset."),
+         epochs: int = typer.Option(None, "--epochs", min=1, help="Override the epochs."),
+         k: int = typer.Option(5, "--k", min=1, help="Results per example query."),
+         deb: Path = typer.Option(None, "--deb", help="A downloaded tuxpaint-stamps-default "
+                                                     ".deb (skips apt-get download)."),
+         plot_method: str = typer.Option("umap", "--plot-method", help="umap | pca."),
+         as_json: bool = JSON_OPTION) -> None:
+    """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
+    from ..demo import DemoError, demo_text, run_demo
+
+    try:
+        summary = run_demo(data=data, out=out, profile=profile, preset=preset, k=k,
+                           plot_method=plot_method, deb=deb, epochs=epochs,
+                           progress=lambda msg: typer.echo(f"[demo] {msg}", err=True))
+    except DemoError as exc:
+        fail(str(exc))
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        fail(f"demo failed: {exc}")
+    emit(summary, as_json, demo_text(summary))
