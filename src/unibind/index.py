@@ -38,7 +38,7 @@ FORMAT = 1
 EXACT = "Flat"
 EXACT_MAX = 250_000  # above this many vectors per part an approximate index is chosen
 DEFAULT_BUDGET_GB = 4.0
-DEFAULT_PARAMS = {"efSearch": 192, "nprobe": 48}
+DEFAULT_PARAMS = {"efSearch": 192, "nprobe": 48, "k_factor": 32}
 META_COLUMNS = ("id", "modality", "label", "group", "split", "path", "text")
 
 
@@ -55,20 +55,26 @@ def default_index_path(run_path: str | os.PathLike) -> Path:
 
 
 def choose_factory(n: int, dim: int, budget_bytes: float) -> str:
-    """Index type for ``n`` vectors of ``dim`` within a memory budget (autofaiss-style):
-    exact for small parts, HNSW when it fits, HNSW over 8-bit codes, then IVF-PQ."""
+    """Index type for ``n`` vectors of ``dim`` within a memory budget (autofaiss-style).
+
+    Exact (``Flat``) for small parts; then a full scan of 4-bit PQ codes (SIMD fast-scan) with
+    exact re-ranking of the best ``k_factor * k`` (robust even on structureless data, where
+    graphs and IVF lose recall; see benchmarks/search.py), re-ranking from 8-bit codes when the
+    float vectors do not fit, and IVF-PQ for collections beyond that."""
+    m = dim // 2 if dim % 2 == 0 else dim
+    codes = m / 2
     if n <= EXACT_MAX and n * dim * 6 <= budget_bytes:
         return EXACT
-    if n * (dim * 4 + 32 * 2 * 4 * 1.1) <= budget_bytes:
-        return "HNSW32"
-    if n * (dim + 32 * 2 * 4 * 1.1) <= budget_bytes:
-        return "HNSW32_SQ8"
+    if n * (dim * 4 + codes) <= budget_bytes:
+        return f"PQ{m}x4fs,RFlat"
+    if n * (dim + codes) <= budget_bytes:
+        return f"PQ{m}x4fs,Refine(SQ8)"
     nlist = int(2 ** round(np.log2(4 * np.sqrt(n))))
-    for m in (dim // 4, dim // 8, dim // 16, dim // 32):
-        if m >= 1 and dim % m == 0 and n * (m + 8) <= budget_bytes:
-            return f"IVF{nlist},PQ{m}"
+    for sub in (dim // 4, dim // 8, dim // 16, dim // 32):
+        if sub >= 1 and dim % sub == 0 and n * (sub + 8) <= budget_bytes:
+            return f"IVF{nlist},PQ{sub}"
     raise SpaceIndexError(f"{n} vectors of dim {dim} do not fit a {budget_bytes / 2**30:.2f} GB "
-                      "memory budget; raise --memory-budget")
+                          "memory budget; raise --memory-budget")
 
 
 @dataclass
@@ -117,6 +123,9 @@ class Part:
         ivf = _ivf_of(self.faiss_index)
         if ivf is not None:
             ivf.nprobe = int(self.params["nprobe"])
+        outer = faiss.downcast_index(self.faiss_index)
+        if hasattr(outer, "k_factor"):
+            outer.k_factor = float(self.params["k_factor"])
 
     def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
         if self.exact is not None:
@@ -154,10 +163,10 @@ def _set_build_params(index: Any) -> None:
 
 
 def _hnsw_of(index: Any) -> Any:
-    try:
-        return faiss.downcast_index(index).hnsw
-    except AttributeError:
-        return None
+    index = faiss.downcast_index(index)
+    if hasattr(index, "base_index"):  # a refine wrapper
+        index = faiss.downcast_index(index.base_index)
+    return getattr(index, "hnsw", None)
 
 
 def _ivf_of(index: Any) -> Any:
@@ -410,25 +419,27 @@ def add_items(run_path: str | os.PathLike, manifest: str | os.PathLike,
     skipped = len(table.table) - len(new)
     if not len(new):
         return {**summary(index, index.path), "added": 0, "skipped": skipped, "errors": []}
-    new = new.copy()
-    has = new["path"].astype(str) != ""
-    new.loc[has, "path"] = [str(table.resolve(p)) for p in new.loc[has, "path"]]
     overrides = {m: EncoderSpec.from_dict(run.encoders[m]["spec"])
                  for m in set(new["modality"]) if "spec" in run.encoders.get(m, {})}
     missing = sorted(set(new["modality"]) - set(overrides))
     if missing:
         raise SpaceIndexError(f"run {run.path} records no encoder spec for {missing}")
-    with tempfile.TemporaryDirectory(prefix="unibind-add-") as tmp:
-        write_manifest(new, Path(tmp) / "manifest.parquet")
-        result = extract(Path(tmp) / "manifest.parquet", Path(tmp) / "features",
-                         profile="seed", overrides=overrides, cache_dir=cache_dir)
-        feats = load_features(Path(tmp) / "features")
-        for m, enc in feats.meta.get("encoders", {}).items():
-            want = index.meta["provenance"]["encoders"].get(m, {}).get("fingerprint")
-            if enc.get("fingerprint") != want:
-                raise IndexMismatch(f"{m} items were embedded with encoder fingerprint "
-                                    f"{enc.get('fingerprint')} but the index holds {want}")
-        items, vectors = project_features(run, feats, index.center)
+    # the new items' manifest sits beside the original (its relative paths stay valid)
+    part = Path(manifest).parent / f".unibind-add-{os.getpid()}.parquet"
+    try:
+        write_manifest(new, part)
+        with tempfile.TemporaryDirectory(prefix="unibind-add-") as tmp:
+            result = extract(part, Path(tmp) / "features", profile="seed", overrides=overrides,
+                             cache_dir=cache_dir)
+            feats = load_features(Path(tmp) / "features")
+            for m, enc in feats.meta.get("encoders", {}).items():
+                want = index.meta["provenance"]["encoders"].get(m, {}).get("fingerprint")
+                if enc.get("fingerprint") != want:
+                    raise IndexMismatch(f"{m} items were embedded with encoder fingerprint "
+                                        f"{enc.get('fingerprint')} but the index holds {want}")
+            items, vectors = project_features(run, feats, index.center)
+    finally:
+        part.unlink(missing_ok=True)
     added = index.add(items, vectors)
     path = index.save()
     log.info("added %d item(s) to %s", added, path)

@@ -47,9 +47,11 @@ class ExactKNN:
     """Exact maximum-inner-product search over float32 rows (see module doc).
 
     ``screen``: "bf16", "f32" or "auto" (bf16 when the CPU has native bf16 dot products).
+    ``block``: database rows per matmul block (default: adaptive to the query batch).
     """
 
-    def __init__(self, dim: int, screen: str = "auto", block: int = 16384, query_block: int = 512):
+    def __init__(self, dim: int, screen: str = "auto", block: int | None = None,
+                 query_block: int = 512):
         if screen == "auto":
             screen = "bf16" if bf16_fast() else "f32"
         if screen not in ("bf16", "f32"):
@@ -148,7 +150,9 @@ class ExactKNN:
 
     def _block_rows(self, nq: int) -> int:
         """Database rows per block: big for few queries (matvec), ~4M scores per block else."""
-        rows = max(self.block, min(1 << 18, (1 << 22) // max(nq, 1)))
+        if self.block:
+            return max(CHUNK, self.block - self.block % CHUNK)
+        rows = max(16384, min(1 << 18, (1 << 22) // max(nq, 1)))
         return rows - rows % CHUNK
 
     def _scores(self, qs: torch.Tensor, start: int, stop: int) -> torch.Tensor:
