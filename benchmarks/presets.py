@@ -34,12 +34,14 @@ VARIANTS = {
     "default + 0.1 MSE to mean": override(DEFAULT, mse_weight=0.1),
     "default, pair weights 0.3": override(DEFAULT, pair_weights={
         "text-image": 0.3, "text-audio": 0.3, "image-audio": 0.3}),
+    "default, Linear heads": override(DEFAULT, hidden=0, dropout=0.0),
+    "default, MLP 1024": override(DEFAULT, hidden=1024),
+    "default, no dropout": override(DEFAULT, dropout=0.0),
     "default, lr 5e-4": override(DEFAULT, lr=5e-4),
     "default, lr 5e-3": override(DEFAULT, lr=5e-3),
-    "default, batch 64": override(DEFAULT, batch_size=64),
+    "default, batch 256": override(DEFAULT, batch_size=256),
     "default, D 128": override(DEFAULT, embed_dim=128),
     "default, D 512": override(DEFAULT, embed_dim=512),
-    "default, MLP 512": override(DEFAULT, hidden=512),
     "default, fixed T 0.07": override(DEFAULT, learn_scale=False),
     "default, constant lr": override(DEFAULT, schedule="constant"),
 }
@@ -134,7 +136,8 @@ def main() -> None:
     names = list(VARIANTS) if not args.quick else ["seed (reference)", "default",
                                                    "default, instance positives"]
     print("default =", {k: v for k, v in dataclasses.asdict(DEFAULT).items()
-                        if k in ("positives", "pair_weights", "mse_weight", "batch_size", "lr",
+                        if k in ("hidden", "dropout", "positives", "pair_weights", "mse_weight",
+                                 "batch_size", "lr",
                                  "epochs", "schedule", "temperature", "patience", "embed_dim")})
     print()
     variants_table(args.seeds, names)

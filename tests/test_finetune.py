@@ -56,6 +56,7 @@ def test_finetuned_run_loads_evaluates_and_embeds_consistently(tuned):
     np.testing.assert_allclose(direct, feats.arrays["text"][:4], atol=1e-4)
     m = evaluate(root / "run")
     assert len(m["pairs"]) == 9 and m["split"] == "test"
+    assert set(m["zero_shot"]) == {"text", "image", "audio"}  # prompts via the tuned encoder
 
 
 def test_last_n_layers_only():

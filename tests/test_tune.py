@@ -29,6 +29,10 @@ def test_tune_writes_a_config_train_accepts(tmp_path):
     assert res.exit_code == 0, res.output
     run_cfg = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert run_cfg["lr"] == cfg.lr and run_cfg["embed_dim"] == cfg.embed_dim
+    res = CliRunner().invoke(app, ["tune", str(tmp_path / "feats"), "--trials", "1",
+                                   "--epochs", "2", "--out", str(tmp_path / "b2.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["trials"] == 1
 
 
 def test_balance_penalty():
