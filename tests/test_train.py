@@ -116,3 +116,14 @@ def test_train_writes_a_loadable_run(tmp_path, feats):
     x = feats.arrays["image"][:5]
     assert np.allclose(np.linalg.norm(run.project("image", x, center=True), axis=1), 1, atol=1e-5)
     assert run.embed_dim == 256 and run.encoders["text"]["dim"] == 64
+
+
+def test_weights_do_not_depend_on_how_features_were_stored(tmp_path):
+    from unibind.features import load_features, save_features
+
+    f = generate(SyntheticSpec(n_classes=3, groups_per_class=10))
+    save_features(tmp_path / "f", f.items, f.arrays, f.meta)  # safetensors sorts the keys
+    g = load_features(tmp_path / "f")
+    cfg = override(preset("default"), epochs=2, patience=0)
+    a, b = fit(f, cfg, seed=1).heads.state_dict(), fit(g, cfg, seed=1).heads.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)

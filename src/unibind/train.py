@@ -67,7 +67,8 @@ def data_digest(features: Features) -> str:
 
 
 def make_heads(features: Features, cfg: TrainConfig) -> Heads:
-    hcfg = HeadsConfig(dims=features.dims, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
+    dims = {m: features.dims[m] for m in features.modalities}  # canonical order: same init
+    hcfg = HeadsConfig(dims=dims, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
                        dropout=cfg.dropout, logit_scale_init=1.0 / cfg.temperature,
                        logit_scale_max=cfg.logit_scale_max)
     heads = Heads(hcfg)
