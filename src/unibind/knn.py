@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 U_BF16 = 2.0 ** -8
 U_F32 = 2.0 ** -24
 CHUNK = 64  # columns per chunk in the sparse threshold search
+WARMUP = 4096  # columns whose k-th best gives the first threshold
 
 
 @lru_cache(maxsize=1)
@@ -176,22 +177,22 @@ class ExactKNN:
             for start in range(a, b, step):
                 stop = min(b, start + step)
                 s = self._scores(qs, start, stop)
-                if first:
-                    kk = min(k, stop - start)
-                    topv[:, :kk] = torch.topk(s.float(), kk, dim=1).values
+                if first:  # a threshold from a few columns: a valid lower bound, cheaply
+                    head = s[:, :max(k, WARMUP)]
+                    kk = min(k, head.shape[1])
+                    topv[:, :kk] = torch.topk(head.float(), kk, dim=1).values
                     t = self._threshold(topv[:, -1], d0)
+                    topv.fill_(-np.inf)  # rebuilt below from this block's candidates
                 qi, xi, vals = _above(s, self._screen_dtype_threshold(t))
+                first = False
                 if qi.numel() == 0:
-                    first = False
                     continue
                 cq.append(qi)
                 cx.append(xi + start)
                 cv.append(vals)
-                if not first:  # the first block's values are already in topv
-                    topv = _merge_topk(topv, qi, vals, nq, k)
-                    t = self._threshold(topv[:, -1], d0)
-                    cq, cx, cv = _prune(cq, cx, cv, t)
-                first = False
+                topv = _merge_topk(topv, qi, vals, nq, k)
+                t = self._threshold(topv[:, -1], d0)
+                cq, cx, cv = _prune(cq, cx, cv, t)
         if not cq:
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
         qi, xi, vals = torch.cat(cq), torch.cat(cx), torch.cat(cv)
