@@ -1,0 +1,75 @@
+"""Plot: two PNGs of the expected size, sampling, a cached layout on a second call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from unibind.features import features_from_arrays, save_features
+from unibind.heads import Heads, HeadsConfig
+from unibind.plot import layout, plot_run, sample_items
+from unibind.run import save_run
+
+DIMS = {"text": 12, "image": 10, "audio": 8}
+
+
+def clustered_run(root: Path, n: int = 40) -> Path:
+    """Features with 4 classes (a shared prototype per class) and identity-ish heads."""
+    rng = np.random.default_rng(0)
+    protos = rng.standard_normal((4, 16)).astype(np.float32)
+    arrays, labels = {}, {}
+    for m, d in DIMS.items():
+        cls = np.arange(n) % 4
+        maps = rng.standard_normal((16, d)).astype(np.float32)
+        arrays[m] = protos[cls] @ maps + 0.1 * rng.standard_normal((n, d)).astype(np.float32)
+        labels[m] = [f"class{c}" for c in cls]
+    feats = features_from_arrays(arrays, labels)
+    save_features(root / "features", feats.items, feats.arrays, feats.meta)
+    torch.manual_seed(0)
+    run = root / "run"
+    save_run(run, Heads(HeadsConfig(dims=DIMS, embed_dim=16)),
+             {"encoders": feats.meta["encoders"],
+              "features": os.path.relpath(root / "features", run)})
+    return run
+
+
+def png_size(path: str) -> tuple[int, int]:
+    assert Path(path).stat().st_size > 5000
+    with Image.open(path) as img:
+        return img.size
+
+
+def test_umap_plots_and_cached_layout(tmp_path: Path):
+    run = clustered_run(tmp_path)
+    summary = plot_run(run, method="umap")
+    assert summary["points"] == 120 and summary["method"] == "umap"
+    for key in ("by_class", "by_modality"):
+        assert png_size(summary[key]) == (800, 600)
+    stamp = (run / "plots" / "coords.safetensors").stat().st_mtime_ns
+    plot_run(run, method="umap")  # unchanged inputs: the layout is reused, not recomputed
+    assert (run / "plots" / "coords.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_sampling_keeps_modality_fractions(tmp_path: Path):
+    items = pd.DataFrame({"modality": ["text"] * 600 + ["image"] * 300 + ["audio"] * 100})
+    pick = sample_items(items, 100, seed=0)
+    counts = items.iloc[pick]["modality"].value_counts().to_dict()
+    assert counts == {"text": 60, "image": 30, "audio": 10}
+    run = clustered_run(tmp_path, n=60)
+    summary = plot_run(run, method="pca", max_points=30, out=tmp_path / "p")
+    assert summary["points"] == 30 and summary["total"] == 180
+    assert png_size(summary["by_modality"]) == (800, 600)
+
+
+def test_layout_methods():
+    x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    assert layout(x, method="pca").shape == (5, 2)
+    assert layout(x[:1], method="umap").shape == (1, 2)  # too few points: PCA fallback
+    with pytest.raises(ValueError, match="umap"):
+        layout(x, method="tsne")
