@@ -102,7 +102,10 @@ def _extract_ar_data(deb: Path, dest: Path) -> None:
             fh.read(size % 2)
             if name.startswith("data.tar"):
                 with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                    tar.extractall(dest, filter="data")
+                    try:
+                        tar.extractall(dest, filter="data")
+                    except TypeError:  # Python without extraction filters (< 3.10.12)
+                        tar.extractall(dest)  # noqa: S202
                 return
     raise TuxpaintError(f"{deb} has no data.tar member")
 
@@ -115,13 +118,11 @@ def caption(txt: Path) -> str:
     return ""
 
 
-def scan_stamps(stamps: Path, relative_to: Path, level: int = 1, extras: bool = True
-                ) -> pd.DataFrame:
-    """Manifest rows for every stamp with a PNG (image, caption, sound when present).
-
-    ``extras=False`` keeps only stamps that have a sound (the full image/caption/sound triples).
-    """
-    stamps, base = Path(stamps).resolve(), Path(relative_to).resolve()
+def scan_stamps(stamps: Path, level: int = 1, extras: bool = True) -> pd.DataFrame:
+    """Manifest rows for every stamp with a PNG (image, caption, sound when present), paths
+    relative to ``stamps``. ``extras=False`` keeps only stamps that have a sound (the full
+    image/caption/sound triples)."""
+    stamps = Path(stamps).resolve()
     rows, svg_only = [], 0
     names = {p.with_suffix("") for p in stamps.rglob("*") if p.suffix.lower() in (".png", ".svg")}
     for stem in sorted(names):
@@ -138,21 +139,31 @@ def scan_stamps(stamps: Path, relative_to: Path, level: int = 1, extras: bool = 
         label = "/".join(parts[:level]) if parts else "misc"
         group = f"tuxpaint/{rel.as_posix()}"
         common = {"label": label, "group": group, "split": ""}
-        rows.append({"id": f"{group}:image", "modality": "image", "path":
-                     os.path.relpath(png, base), "text": "", **common})
+        rows.append({"id": f"{group}:image", "modality": "image",
+                     "path": png.relative_to(stamps).as_posix(), "text": "", **common})
         txt = stem.with_suffix(".txt")
         text = caption(txt) if txt.is_file() else ""
         if text:
             rows.append({"id": f"{group}:text", "modality": "text", "path": "", "text": text,
                          **common})
         if sound is not None:
-            rows.append({"id": f"{group}:audio", "modality": "audio", "path":
-                         os.path.relpath(sound, base), "text": "", **common})
+            rows.append({"id": f"{group}:audio", "modality": "audio",
+                         "path": sound.relative_to(stamps).as_posix(), "text": "", **common})
     if svg_only:
         log.info("skipped %d SVG-only stamp(s) (no PNG)", svg_only)
     if not rows:
         raise TuxpaintError(f"no stamps with a PNG under {stamps}")
     return pd.DataFrame(rows)
+
+
+def _copy_media(src: Path, table: pd.DataFrame, dest: Path) -> Path:
+    """Copy the files the manifest uses (not the spoken descriptions) under ``dest``."""
+    for rel in table.loc[table["path"] != "", "path"]:
+        target = dest / rel
+        if not target.is_file() or target.stat().st_size != (src / rel).stat().st_size:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target)
+    return dest
 
 
 def build_tuxpaint(out: str | os.PathLike | None = None, deb: str | os.PathLike | None = None,
@@ -162,7 +173,7 @@ def build_tuxpaint(out: str | os.PathLike | None = None, deb: str | os.PathLike 
 
     ``source``: an already unpacked package root (or its stamps folder); ``deb``: a local .deb.
     Returns a summary (manifest, items per modality, labels, triples, licence)."""
-    out = Path(out) if out else default_dir()
+    out = (Path(out) if out else default_dir()).resolve()
     if source is not None:
         source = Path(source)
         stamps = source / STAMPS if (source / STAMPS).is_dir() else source
@@ -171,7 +182,12 @@ def build_tuxpaint(out: str | os.PathLike | None = None, deb: str | os.PathLike 
     else:
         deb_path = Path(deb) if deb else download_deb(out / "deb")
         stamps = unpack_deb(deb_path, out / "package")
-    table = scan_stamps(stamps, out, level=level, extras=extras)
+    table = scan_stamps(stamps, level=level, extras=extras)
+    stamps = stamps.resolve()
+    if not stamps.is_relative_to(out):  # manifest paths may not leave OUT: copy the media
+        stamps = _copy_media(stamps, table, out / "package" / STAMPS)
+    has = table["path"] != ""
+    table.loc[has, "path"] = [os.path.relpath(stamps / p, out) for p in table.loc[has, "path"]]
     manifest = write_manifest(table, out / "manifest.parquet")
     triples = table.groupby("group")["modality"].nunique().eq(3).sum()
     counts = table["modality"].value_counts().to_dict()
