@@ -98,7 +98,7 @@ def main() -> None:
 
     methods = {"faiss": lambda a, k: flat.search(a, k),
                "unibind": lambda a, k: exact.search(a, k),
-               "ann": lambda a, k: ann.faiss_index.search(a, k)}
+               "ann": lambda a, k: ann.search(a, k)}
     rows = []
     for b in batches:
         best = {m: np.inf for m in methods}
@@ -118,7 +118,7 @@ def main() -> None:
               flush=True)
     # recall on every query, not only the first batch's
     truth = exact.search(q[:2048], args.k)[1]
-    rec_all = recall(ann.faiss_index.search(q[:2048], args.k)[1], truth)
+    rec_all = recall(ann.search(q[:2048], args.k)[1], truth)
 
     mem = {"faiss Flat": 4 * args.d, "unibind exact": exact.bytes_per_vector(),
            args.ann: ann.bytes_per_vector()}

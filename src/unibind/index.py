@@ -141,6 +141,9 @@ class Part:
         if self.exact is not None:
             scores, local = self.exact.search(q, k)
         else:
+            scan = _fastscan_of(self.faiss_index)
+            if scan is not None:  # few queries: split the database over threads instead
+                scan.implem = 15 if len(q) < 4 else 0
             scores, local = self.faiss_index.search(np.ascontiguousarray(q, np.float32), k)
             scores = np.where(local >= 0, scores, -np.inf).astype(np.float32)
         return scores, np.where(local >= 0, self.rows[np.maximum(local, 0)], -1)
@@ -167,6 +170,14 @@ def _hnsw_of(index: Any) -> Any:
     if hasattr(index, "base_index"):  # a refine wrapper
         index = faiss.downcast_index(index.base_index)
     return getattr(index, "hnsw", None)
+
+
+def _fastscan_of(index: Any) -> Any:
+    """The SIMD fast-scan PQ index inside ``index`` (possibly under a refine wrapper)."""
+    index = faiss.downcast_index(index)
+    if hasattr(index, "base_index"):
+        index = faiss.downcast_index(index.base_index)
+    return index if hasattr(index, "implem") and hasattr(index, "qbs") else None
 
 
 def _ivf_of(index: Any) -> Any:
