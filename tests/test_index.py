@@ -186,3 +186,24 @@ def test_add_without_rebuild_equals_full_index(tiny_run: tuple[Path, Path], tmp_
             want = dict(zip(rebuilt.items.iloc[rr[qi][rr[qi] >= 0]]["id"], rs[qi]))
             assert got.keys() == want.keys()
             np.testing.assert_allclose([got[i] for i in want], list(want.values()), atol=1e-6)
+
+
+def test_index_cli_build_and_add(tiny_run: tuple[Path, Path], tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unibind.cli import app
+
+    run_path, full = tiny_run
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", str(run_path), "--out", str(tmp_path / "ix"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["count"] == 24
+    res = runner.invoke(app, ["index", "add", str(run_path), str(full), "--index",
+                              str(tmp_path / "ix"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["added"] == 12 and out["count"] == 36
+    res = runner.invoke(app, ["index", "add", str(run_path)])
+    assert res.exit_code == 2 and "MANIFEST" in res.output

@@ -38,14 +38,15 @@ def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST"
     collections, approximate when large), or add new items to an existing index."""
     from ..index import add_items, build_index
 
+    adding = args[0] == "add"
+    if adding and len(args) != 3:
+        fail("usage: unibind index add RUN MANIFEST")
+    if not adding and len(args) != 1:
+        fail("usage: unibind index RUN [--factory F] (or: unibind index add RUN MANIFEST)")
     try:
-        if args[0] == "add":
-            if len(args) != 3:
-                fail("usage: unibind index add RUN MANIFEST")
+        if adding:
             summary = add_items(args[1], args[2], index_path=out, cache_dir=cache_dir)
         else:
-            if len(args) != 1:
-                fail("usage: unibind index RUN [--factory F] (or: unibind index add RUN MANIFEST)")
             summary = build_index(args[0], out=out, factory=factory,
                                   memory_budget_gb=memory_budget, center=center)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
