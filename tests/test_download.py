@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from unibind.data.download import DownloadError, download, sha256_file
+from unibind.data.download import DownloadError, download
+from unibind.digests import sha256_file
 
 from .fixtures import data_builders as fx
 

@@ -21,6 +21,7 @@ from safetensors.numpy import save
 
 from .atomic import atomic_file
 from .config import read_json, write_json_atomic
+from .digests import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,8 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
 
 
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256(b"file\0")
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_digest(path: str | os.PathLike) -> str:
+    return sha256_file(path, prefix=b"file\0")
 
 
 class FeatureCache:

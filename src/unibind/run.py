@@ -11,7 +11,6 @@ Later stages (evaluate, index, search, plot, report) read runs only through this
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_folder
 from .config import from_dict, read_json, to_dict, write_json_atomic
+from .digests import sha256_file
 from .heads import Heads, HeadsConfig
 
 CENTER_PREFIX = "center."
@@ -31,14 +31,6 @@ CENTER_PREFIX = "center."
 
 class RunError(ValueError):
     """A run folder that is missing or inconsistent."""
-
-
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -123,6 +115,6 @@ def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
             state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))
         save_file(state, str(tmp / "heads.safetensors"))
         info = {**info, "heads": to_dict(heads.cfg),
-                "head_digest": file_digest(tmp / "heads.safetensors")}
+                "head_digest": sha256_file(tmp / "heads.safetensors")}
         write_json_atomic(tmp / "run.json", info)
     return path

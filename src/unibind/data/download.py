@@ -8,7 +8,6 @@ deletes the partial file and raises ``DownloadError``.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -20,6 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..digests import sha256_file
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
@@ -28,15 +29,6 @@ USER_AGENT = "unibind-download/0.1"
 
 class DownloadError(RuntimeError):
     """A download that failed or did not match its expected size or digest."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check(path: Path, url: str, size: int | None, sha256: str | None) -> None:

@@ -22,7 +22,6 @@ Deterministic windowing (per item, so results do not depend on the batch):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..digests import sha256_file
 from ..media import MediaError, load_audio
 from .base import Encoder, ItemError
 from .spec import EncoderSpec
@@ -53,14 +53,6 @@ def block_starts(n_frames: int, block: int, hop: int) -> list[int]:
     return starts
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _numpy_allow_list() -> list[Any]:
     """Exactly the globals the checkpoint's ``{dataset: (np.int64, int)}`` dict needs."""
     try:
@@ -76,7 +68,7 @@ def _numpy_allow_list() -> list[Any]:
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The EmbeddingNet state dict from aisfx's checkpoint: sha256-pinned, allow-listed unpickle."""
     path = Path(path)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != CHECKPOINT_SHA256:
         raise ValueError(f"{path}: sha256 {digest} is not the pinned aisfx 0.1.2 checkpoint "
                          f"({CHECKPOINT_SHA256}); refusing to unpickle it")

