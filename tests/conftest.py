@@ -11,6 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see unibind/cli/__init__.py
 
 LABELS = {"dog": (200, 60, 40), "rain": (40, 80, 200), "bell": (230, 200, 40)}
 CAPTIONS = {"dog": "a dog barking in the yard", "rain": "rain falling on a roof",
