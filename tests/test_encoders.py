@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from unibind.encoders import EncoderSpec, ItemError, fingerprint, load_encoder, resolve_profile
-from unibind.encoders.hf_clap import window_starts
+from unibind.encoders.hf_clap import log_mel, repeat_pad, window_starts
 from unibind.media import load_audio
 
 from .conftest import write_image, write_tone
@@ -75,6 +75,20 @@ def test_audio_windows_cover_clip_deterministically() -> None:
     for s in starts:
         covered[s:s + 200] = True
     assert covered.all()
+
+
+@pytest.mark.parametrize("fusion", [False, True])
+@pytest.mark.parametrize("seconds", [0.3, 2.0])
+def test_log_mel_matches_clap_feature_extractor(fusion: bool, seconds: float) -> None:
+    from transformers import ClapFeatureExtractor
+
+    extractor = ClapFeatureExtractor(feature_size=64, max_length_s=2)
+    wave = 0.1 * np.random.default_rng(1).standard_normal(int(seconds * 48000)).astype(np.float32)
+    ref = extractor([wave], sampling_rate=48000, return_tensors="np", padding="repeatpad",
+                    truncation="fusion" if fusion else "rand_trunc")["input_features"]
+    ours = log_mel(repeat_pad(wave, extractor.nb_max_samples)[None], extractor, fusion).numpy()
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-3)  # dB values spanning ~100 dB
 
 
 def test_long_audio_is_mean_of_its_windows(tiny: dict, inputs: dict) -> None:
