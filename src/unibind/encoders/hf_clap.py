@@ -24,9 +24,8 @@ from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
 from ..media import MediaError, load_audio
-from .base import Encoder, ItemError, local_config_value
-from .spec import EncoderSpec
-from .towers import load_tower
+from .base import Encoder, ItemError
+from .towers import ProjectedTower, load_tower
 
 
 def window_starts(n_samples: int, window: int) -> list[int]:
@@ -59,7 +58,7 @@ def log_mel(windows: np.ndarray, extractor: ClapFeatureExtractor, fusion: bool) 
     return db.repeat(1, 4, 1, 1) if fusion else db.contiguous()
 
 
-class HFClapAudioEncoder(Encoder):
+class HFClapAudioEncoder(ProjectedTower, Encoder):
     modality = "audio"
 
     def _load_model(self) -> torch.nn.Module:
@@ -70,14 +69,6 @@ class HFClapAudioEncoder(Encoder):
         self.sample_rate = int(self.extractor.sampling_rate)
         self.window = int(self.extractor.nb_max_samples)
         return model
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.projection_dim)
-
-    @classmethod
-    def config_dim(cls, spec: EncoderSpec) -> int | None:
-        return local_config_value(spec, "projection_dim")
 
     def load(self, item: Any) -> torch.Tensor:
         """Audio file (or mono waveform at the model rate) -> log-mel windows ``[w, c, t, m]``."""

@@ -15,12 +15,11 @@ from PIL import Image
 from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
 from ..media import MediaError, load_image
-from .base import Encoder, ItemError, local_config_value
-from .spec import EncoderSpec
-from .towers import load_tower
+from .base import Encoder, ItemError
+from .towers import ProjectedTower, load_tower
 
 
-class HFClipImageEncoder(Encoder):
+class HFClipImageEncoder(ProjectedTower, Encoder):
     modality = "image"
 
     def _load_model(self) -> torch.nn.Module:
@@ -28,14 +27,6 @@ class HFClipImageEncoder(Encoder):
         self.processor = AutoImageProcessor.from_pretrained(self.spec.source, backend="pil",
                                                             **kwargs)
         return load_tower(CLIPVisionModelWithProjection, self.spec.source, "vision_config", kwargs)
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.projection_dim)
-
-    @classmethod
-    def config_dim(cls, spec: EncoderSpec) -> int | None:
-        return local_config_value(spec, "projection_dim")
 
     def load(self, item: Any) -> torch.Tensor:
         """Image file (or PIL image) -> preprocessed pixels ``[3, H, W]``."""

@@ -15,6 +15,23 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging as hf_logging
 
+from .base import local_config_value
+from .spec import EncoderSpec
+
+
+class ProjectedTower:
+    """Mixin for tower encoders: the output dim is the checkpoint's ``projection_dim``."""
+
+    model: torch.nn.Module
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @classmethod
+    def config_dim(cls, spec: EncoderSpec) -> int | None:
+        return local_config_value(spec, "projection_dim")
+
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
