@@ -23,7 +23,7 @@ import time  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unibind.index import Part  # noqa: E402
+from unibind.index_parts import Part  # noqa: E402
 from unibind.knn import ExactKNN  # noqa: E402
 
 

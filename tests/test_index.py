@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,17 @@ import torch
 from unibind.features import features_from_arrays, save_features
 from unibind.heads import Heads, HeadsConfig
 from unibind.index import (
-    EXACT,
     IndexMismatch,
     SpaceIndexError,
     add_items,
     build_index,
-    choose_factory,
     load_index,
     open_index,
 )
+from unibind.index_parts import EXACT, choose_factory
 from unibind.run import Run, save_run
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_media_folder  # noqa: E402
+from .conftest import make_media_folder
 
 DIMS = {"text": 12, "image": 10, "audio": 8}
 SIZES = {"text": 60, "image": 45, "audio": 30}

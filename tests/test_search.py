@@ -4,7 +4,6 @@ queries, modality filter, balance modes, encoder mismatch refusal)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ from unibind.cli import app
 from unibind.index import IndexMismatch, build_index
 from unibind.search import Space
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_media_folder  # noqa: E402
+from .conftest import make_media_folder
 
 
 @pytest.fixture(scope="module")
