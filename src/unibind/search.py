@@ -177,11 +177,16 @@ class Space:
 
 def format_results(result: dict[str, Any]) -> str:
     """A readable table of one search result."""
-    q = "; ".join(f"{m}: {', '.join(v)}" for m, v in result["query"].items())
+    q = "; ".join(f"{m}: {', '.join(_tail(x) for x in v)}" for m, v in result["query"].items())
     lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
              f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
     for r in result["results"]:
         what = r.get("text") if r["modality"] == "text" else r.get("path")
         lines.append(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['modality']:<8} "
-                     f"{str(r['label'])[:20]:<20} {str(what)[:90]}")
+                     f"{str(r['label'])[:20]:<20} {_tail(str(what))}")
     return "\n".join(lines)
+
+
+def _tail(text: str, width: int = 80) -> str:
+    """Keep the end of long paths (the file name is what tells results apart)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
