@@ -222,13 +222,9 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
                 ) -> dict[str, Any]:
     """Project every item of the run's features and index it; returns a summary."""
     run = Run.load(run_path)
-    if features is None:
-        if run.features_path is None:
-            raise SpaceIndexError(f"run {run.path} records no features folder; pass features=")
-        features = run.features_path
-    feats = features if isinstance(features, Features) else load_features(features)
+    feats = run.load_features(features)
     if center is None:
-        center = bool(run.info.get("search", {}).get("center")) and bool(run.centers)
+        center = run.search_center
     items, vectors = project_features(run, feats, center)
     meta = {"format": FORMAT, "run": str(Path(run.path).resolve()), "provenance": provenance(run),
             "center": center, "memory_budget_gb": memory_budget_gb, "metric": "inner_product"}

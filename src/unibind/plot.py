@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from .atomic import atomic_file
 from .config import MODALITIES
-from .features import Features, load_features
+from .features import Features
 from .run import Run, RunError
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,9 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
              features: Features | str | os.PathLike | None = None) -> dict[str, Any]:
     """Write ``umap_by_class.png`` and ``umap_by_modality.png`` (default folder RUN/plots)."""
     run = Run.load(run_path)
-    if features is None:
-        if run.features_path is None:
-            raise RunError(f"run {run.path} records no features folder")
-        features = run.features_path
-    feats = features if isinstance(features, Features) else load_features(features)
+    feats = run.load_features(features)
     out = Path(out) if out else run.path / "plots"
-    center = bool(run.info.get("search", {}).get("center")) and bool(run.centers)
-    items, vecs = run_embeddings(run, feats, center=center)
+    items, vecs = run_embeddings(run, feats, center=run.search_center)
     pick = sample_items(items, max_points, seed)
     items, vecs = items.iloc[pick].reset_index(drop=True), vecs[pick]
     digest = _digest(vecs, method, seed)
@@ -149,4 +144,4 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
              MODALITY_MARKERS)
     return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
             "points": int(len(items)), "total": int(len(feats.items)), "method": method,
-            "center": center}
+            "center": run.search_center}

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from .atomic import atomic_folder
 from .config import from_dict, read_json, to_dict, write_json_atomic
 from .digests import sha256_file
+from .features import Features, load_features
 from .heads import Heads, HeadsConfig
 
 CENTER_PREFIX = "center."
@@ -74,6 +75,21 @@ class Run:
     def features_path(self) -> Path | None:
         p = self.info.get("features")
         return None if not p else (self.path / p).resolve()
+
+    @property
+    def search_center(self) -> bool:
+        """Whether the run's recommended search centres embeddings (and it stores centres)."""
+        return bool(self.info.get("search", {}).get("center")) and bool(self.centers)
+
+    def load_features(self, features: Features | str | os.PathLike | None = None) -> Features:
+        """``features`` (a folder or Features), else the features the run was trained on."""
+        if isinstance(features, Features):
+            return features
+        if features is None:
+            if self.features_path is None:
+                raise RunError(f"run {self.path} records no features folder; pass one")
+            features = self.features_path
+        return load_features(features)
 
     @property
     def head_digest(self) -> str:
