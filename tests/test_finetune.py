@@ -86,3 +86,29 @@ def test_cli_finetune_last_layer(tuned, tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["finetune"]["layers"] == 1 and summary["epochs"] == 1
     assert Run.load(tmp_path / "r").info["finetune"]["layers"] == 1
+
+
+def test_finetuned_run_can_be_moved(tuned, tmp_path):
+    """Encoders stored in the run are referenced relatively: a moved run still searches."""
+    import shutil
+
+    from unibind.index import build_index
+    from unibind.search import Space
+
+    root, _ = tuned
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(root / "run", moved)
+    import json
+
+    for meta in ("run.json", "features/features.json"):
+        recorded = json.loads((moved / meta).read_text())["encoders"]
+        assert str(root) not in json.dumps(recorded), meta
+    run = Run.load(moved)
+    for m, entry in run.encoders.items():
+        assert entry["spec"]["source"] == str((moved / "encoders" / m).resolve())
+    feats = load_features(run.features_path)
+    text_spec = feats.meta["encoders"]["text"]["spec"]
+    assert text_spec["source"] == run.encoders["text"]["spec"]["source"]
+    build_index(moved)
+    hits = Space.load(moved).search(text="a dog barking", k=3, modality=["image"])["results"]
+    assert len(hits) == 3 and all(h["modality"] == "image" for h in hits)

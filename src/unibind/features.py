@@ -96,6 +96,18 @@ def _check_consistent(items: pd.DataFrame, arrays: dict[str, np.ndarray], where:
                 raise FeaturesError(f"{where}: {m} rows are not a permutation of 0..{n_items - 1}")
 
 
+def resolve_encoder_sources(encoders: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Encoder entries whose spec ``source`` is a relative folder (e.g. fine-tuned encoders stored
+    inside a run) resolved against ``base``, so that the folder holding them can be moved."""
+    out = {}
+    for m, entry in encoders.items():
+        source = (entry.get("spec") or {}).get("source")
+        if source and not os.path.isabs(source) and (base / source).exists():
+            entry = {**entry, "spec": {**entry["spec"], "source": str((base / source).resolve())}}
+        out[m] = entry
+    return out
+
+
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features folder written by ``save_features`` (e.g. by ``unibind extract``)."""
     path = Path(path)
@@ -105,6 +117,7 @@ def load_features(path: str | os.PathLike) -> Features:
         raise FeaturesError(f"{path} is not a features folder (missing {', '.join(absent)}); "
                             "create one with `unibind extract`")
     meta = read_json(path / "features.json")
+    meta["encoders"] = resolve_encoder_sources(meta.get("encoders", {}), path)
     if meta.get("format") != FORMAT_VERSION:
         raise FeaturesError(f"{path}: features format {meta.get('format')} != {FORMAT_VERSION}")
     items = pd.read_parquet(path / "items.parquet")

@@ -239,7 +239,7 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
              ) -> dict[str, Any]:
     """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``."""
     from .encoders import fingerprint, identity, load_encoder
-    from .encoders.spec import EncoderSpec, folder_digest
+    from .encoders.spec import EncoderSpec
 
     feats = load_features(features)
     cfg = config or preset(preset_name)
@@ -258,18 +258,21 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
     final = out.resolve()
 
     def write_extra(tmp: Path) -> dict[str, Any]:
-        enc_meta = {}
+        # Encoders live in RUN/encoders/<m>; specs point there by relative paths (resolved on
+        # load: Run.encoders, load_features), so the run folder can be moved as a whole.
+        enc_meta, feat_meta = {}, {}
         for m, enc in encoders.items():
             save_encoder(enc, tmp / "encoders" / m)
-            spec = EncoderSpec(m, enc.spec.backend, str(final / "encoders" / m),
-                               options=dict(enc.spec.options))
-            staged = EncoderSpec(m, spec.backend, str(tmp / "encoders" / m), options=spec.options)
-            ident = {**identity(staged), "source": spec.source,
-                     "content": folder_digest(tmp / "encoders" / m),
+            staged = EncoderSpec(m, enc.spec.backend, str(tmp / "encoders" / m),
+                                 options=dict(enc.spec.options))
+            ident = {**identity(staged), "source": f"encoders/{m}",
                      "finetuned_from": feats.meta["encoders"][m].get("identity")}
-            enc_meta[m] = {"spec": spec.to_dict(), "identity": ident,
-                           "fingerprint": fingerprint(staged), "dim": int(arrays[m].shape[1])}
-        meta = {**feats.meta, "encoders": enc_meta,
+            entry = {"identity": ident, "fingerprint": fingerprint(staged),
+                     "dim": int(arrays[m].shape[1])}
+            spec = staged.to_dict()
+            enc_meta[m] = {**entry, "spec": {**spec, "source": f"encoders/{m}"}}
+            feat_meta[m] = {**entry, "spec": {**spec, "source": f"../encoders/{m}"}}
+        meta = {**feats.meta, "encoders": feat_meta,
                 "manifest": os.path.relpath((Path(feats.path) / feats.meta["manifest"]).resolve(),
                                             final / "features")}
         save_features(tmp / "features", feats.items, arrays, meta)

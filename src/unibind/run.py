@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .atomic import atomic_folder
 from .config import from_dict, read_json, to_dict, write_json_atomic
 from .digests import sha256_file
-from .features import Features, load_features
+from .features import Features, load_features, resolve_encoder_sources
 from .heads import Heads, HeadsConfig
 
 CENTER_PREFIX = "center."
@@ -68,8 +68,9 @@ class Run:
 
     @property
     def encoders(self) -> dict[str, dict[str, Any]]:
-        """Per modality: the encoder spec and identity the heads were trained on."""
-        return self.info.get("encoders", {})
+        """Per modality: the encoder spec and identity the heads were trained on (sources of
+        encoders stored inside the run resolved against its folder)."""
+        return resolve_encoder_sources(self.info.get("encoders", {}), self.path)
 
     @property
     def features_path(self) -> Path | None:
