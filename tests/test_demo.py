@@ -24,9 +24,11 @@ def test_demo_on_a_folder(tmp_path: Path):
     metrics = summary["metrics"]
     assert len(metrics["pairs"]) == 9 and metrics["split"] == "test"
     assert summary["index"]["count"] == 54
-    assert len(summary["examples"]) == 3
+    assert len(summary["examples"]) == 4  # a sentence, a sound, a picture; the sentence via pairs
     kinds = [next(iter(ex["query"])) for ex in summary["examples"]]
-    assert kinds == ["text", "audio", "image"]
+    assert kinds == ["text", "audio", "image", "text"]
+    assert summary["examples"][3]["mode"].endswith("+pairs")
+    assert summary["examples"][3]["query"] == summary["examples"][0]["query"]
     for ex in summary["examples"]:
         assert len(ex["results"]) == 4
         assert not set(ex["query"]) & {r["modality"] for r in ex["results"]}  # cross-modal

@@ -54,6 +54,9 @@ def _data(data: Path | None, out: Path, deb: Path | None) -> tuple[Path, str]:
     return Path(summary["out"]), "Tux Paint stamps (tuxpaint-stamps-default, GPL-2)"
 
 
+PAIR_ANCHORS = 5  # same-modality anchors for the pair-expanded example (unibind.pairs)
+
+
 def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
     """Three example queries from held-out items: a sentence, a sound and a picture."""
     from .evaluate import load_run_features, split_mask
@@ -133,8 +136,11 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
     say("6/7 example searches")
     space = Space.load(out / "run")
     examples = []
-    for q in pick_queries(out / "run", tuxpaint=data is None):
+    queries = pick_queries(out / "run", tuxpaint=data is None)
+    for q in queries:
         examples.append(space.search(k=k, **q))
+    if queries and "text" in queries[0]:  # the sentence again, reaching items via their pairs
+        examples.append(space.search(k=k, via_pairs=PAIR_ANCHORS, **queries[0]))
     save_examples(out / "run", examples)
     stage("search")
     say("7/7 plot + report")

@@ -22,6 +22,7 @@ import numpy as np
 from .balance import MODES, merge_topk
 from .config import MODALITIES, check_modality
 from .index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
+from .pairs import expand_via_pairs, group_members
 from .run import Run
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Space:
     run: Run
     index: SpaceIndex
     _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
+    _members: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None
@@ -127,9 +129,12 @@ class Space:
         return pooled
 
     def search_vectors(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
-                       balance: str | None = None, query_modalities: list[str] | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, str]:
-        """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used."""
+                       balance: str | None = None, query_modalities: list[str] | None = None,
+                       via_pairs: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+        """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
+
+        ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
+        items (``unibind.pairs``); scores are then standardised similarities."""
         if k <= 0:
             raise ValueError("k must be positive")
         mods = parse_modalities(modality)
@@ -139,12 +144,35 @@ class Space:
         if mode == "centered" and not self.index.center:
             raise SpaceIndexError("--balance centered needs an index built on centred vectors: "
                                   "`unibind index RUN --center`")
+        if via_pairs > 0:
+            return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
         per = self.index.search(q, k, mods)
         calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
         pool = {m: self.index.parts[m].ntotal for m in per}
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
                                      calibration=calibration, pool_sizes=pool)
         return scores, rows, mode
+
+    def _search_via_pairs(self, q: np.ndarray, k: int, mods: list[str] | None, mode: str,
+                          query_modalities: list[str], anchors: int
+                          ) -> tuple[np.ndarray, np.ndarray, str]:
+        if len(query_modalities) != 1:
+            raise ValueError("pair expansion needs a query of exactly one modality")
+        if mode not in ("none", "balanced", "calibrated"):
+            raise ValueError(f"pair expansion merges in none/balanced/calibrated mode, not {mode}")
+        qm = query_modalities[0]
+        if qm not in self.index.parts:
+            raise SpaceIndexError(f"pair expansion needs {qm} items in the index")
+        if self._members is None:
+            self._members = group_members(self.index.items)
+        targets = mods or self.index.modalities
+        per = expand_via_pairs(self.index, q, qm, targets, k, anchors,
+                               self._calibration(query_modalities), self._members)
+        # expanded scores are standardised already: "calibrated" merges them as they are
+        merge_mode = "balanced" if mode == "balanced" else "none"
+        scores, _, rows = merge_topk(per, k, merge_mode,
+                                     pool_sizes={m: self.index.parts[m].ntotal for m in per})
+        return scores, rows, f"{'balanced' if mode == 'balanced' else 'calibrated'}+pairs"
 
     def describe(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         """Result dicts (rank, score, id, modality, label, path or text) for one query."""
@@ -163,11 +191,11 @@ class Space:
         return out
 
     def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None
-               ) -> dict[str, Any]:
+               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
+               via_pairs: int = 0) -> dict[str, Any]:
         """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query."""
         q, qmods = self.query_vector(text=text, image=image, audio=audio)
-        scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods)
+        scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
         query = {m: [str(x) for x in _as_list(v)] for m, v in
                  (("text", text), ("image", image), ("audio", audio)) if v}
         return {"query": query, "k": k, "modality": parse_modalities(modality) or

@@ -20,6 +20,9 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
            balance: str = typer.Option(None, "--balance",
                                        help="Mixed-search mode: none | balanced | calibrated | "
                                             "centered (default: the run's recommendation)."),
+           via_pairs: int = typer.Option(0, "--via-pairs", min=0,
+                                         help="Also reach items paired (same group) with the "
+                                              "query's N nearest same-modality items."),
            index: Path = typer.Option(None, "--index", help="Index folder (default: RUN/index)."),
            as_json: bool = JSON_OPTION) -> None:
     """Rank indexed items for a sentence, a picture, a sound, or several at once (their
@@ -31,7 +34,7 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
     try:
         space = Space.load(run, index)
         result = space.search(text=text or None, image=image or None, audio=audio or None,
-                              k=k, modality=modality, balance=balance)
+                              k=k, modality=modality, balance=balance, via_pairs=via_pairs)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         fail(str(exc))
     emit(result, as_json, format_results(result))
