@@ -161,3 +161,12 @@ def test_cache_compaction_keeps_every_vector(tmp_path: Path) -> None:
     reopened = FeatureCache(tmp_path, "ab" * 32)
     got = reopened.get_many(vectors)
     assert all(np.array_equal(got[k], v) for k, v in vectors.items())
+
+
+def test_unreachable_hub_model_fails_with_a_hint(tmp_path: Path) -> None:
+    root = make_media_folder(tmp_path / "d", per_label=1)
+    manifest = build_folder_manifest(root)
+    with pytest.raises(OSError, match="(?s)cannot load the text encoder 'bert-base-uncased'.*"
+                                      "--profile offline"):
+        extract_mod.extract(manifest, tmp_path / "f", profile="seed", cache_dir=tmp_path / "c")
+    assert not (tmp_path / "f").exists()

@@ -147,7 +147,12 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
     if work:
         log.info("%s: %d cached, %d to compute with %s", spec.modality, result.cached, len(work),
                  spec.source)
-        encoder = load_encoder(spec, device=device, dtype=dtype)
+        try:
+            encoder = load_encoder(spec, device=device, dtype=dtype)
+        except OSError as exc:
+            raise OSError(f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+                          f"Without the Hugging Face hub, use --profile offline, or a local "
+                          f"model folder (--{spec.modality}-encoder DIR).") from exc
         cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
         work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
         new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
