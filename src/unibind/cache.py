@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from .atomic import atomic_file
-from .config import read_json, write_json_atomic
+from .config import write_json_atomic
 from .digests import sha256_file
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,6 @@ class FeatureCache:
         """Record what produced these vectors (for people browsing the cache)."""
         if not (self.folder / "encoder.json").is_file():
             write_json_atomic(self.folder / "encoder.json", info)
-
-    def info(self) -> dict[str, Any] | None:
-        file = self.folder / "encoder.json"
-        return read_json(file) if file.is_file() else None
 
     def get_many(self, digests: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors for the digests present (missing ones are left out)."""

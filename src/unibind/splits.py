@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
+from .manifest import SPLITS
 
 
 class SplitError(ValueError):
