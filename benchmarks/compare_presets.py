@@ -13,9 +13,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from unibind.config import MODALITIES
-from unibind.evaluate import evaluate
-from unibind.train import train
+from unibind.eval.evaluate import evaluate
+from unibind.train.fit import train
+from unibind.util.jsonio import MODALITIES
 
 PRESETS = ("seed", "default")
 

@@ -32,12 +32,12 @@ from transformers import (
     CLIPModel,
 )
 
-from unibind.atomic import atomic_folder
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.tiny import _vocab
-from unibind.extract import extract
-from unibind.manifest import write_manifest
-from unibind.runtime import cache_root
+from unibind.features.extract import extract
+from unibind.features.manifest import write_manifest
+from unibind.util.atomic import atomic_folder
+from unibind.util.runtime import cache_root
 
 CLIP_L14_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
                    "num_attention_heads": 16, "image_size": 224, "patch_size": 14}

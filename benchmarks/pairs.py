@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from unibind.evaluate import load_run_features, split_mask
-from unibind.metrics import retrieval_metrics
-from unibind.run import Run
+from unibind.eval.evaluate import load_run_features, split_mask
+from unibind.eval.metrics import retrieval_metrics
+from unibind.run.folder import Run
 
 
 def expanded_scores(eq: np.ndarray, et: np.ndarray, gq: np.ndarray, gt: np.ndarray,
                     cal_qq: tuple[float, float], cal_qt: tuple[float, float],
                     anchors: int) -> np.ndarray:
-    """``[n_q, n_t]`` standardised scores with pair expansion (the rule of unibind.pairs)."""
+    """``[n_q, n_t]`` standardised scores with pair expansion (unibind.search.pair_expansion)."""
     z = (eq @ et.T - cal_qt[0]) / cal_qt[1]
     zq = (eq @ eq.T - cal_qq[0]) / cal_qq[1]
     same_group = (gq[:, None] == gq[None, :]) & (gq[:, None] != "")

@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from unibind.calibration import apply_centers, compare_modes, modality_centers, score_stats
-from unibind.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
-from unibind.presets import PRESETS, override, preset
-from unibind.synthetic import SyntheticSpec, generate
-from unibind.train import embed_items, fit
+from unibind.eval.calibration import apply_centers, compare_modes, modality_centers, score_stats
+from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
+from unibind.train.config import PRESETS, override, preset
+from unibind.train.fit import embed_items, fit
+from unibind.train.synthetic import SyntheticSpec, generate
 
 DEFAULT = preset("default")
 VARIANTS = {

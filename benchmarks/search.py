@@ -23,8 +23,8 @@ import time  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unibind.index_parts import Part  # noqa: E402
-from unibind.knn import ExactKNN  # noqa: E402
+from unibind.search.knn import ExactKNN  # noqa: E402
+from unibind.search.parts import Part  # noqa: E402
 
 
 def unit(rng: np.random.Generator, n: int, d: int, chunk: int = 1 << 17) -> np.ndarray:

@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
-from unibind.presets import override, preset
-from unibind.synthetic import SyntheticSpec, generate
-from unibind.train import fit, torch_threads
+from unibind.train.config import override, preset
+from unibind.train.fit import fit, torch_threads
+from unibind.train.synthetic import SyntheticSpec, generate
 
 
 def features(triplets: int):

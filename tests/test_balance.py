@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unibind.balance import MODES, merge_topk
+from unibind.search.merge import MODES, merge_topk
 
 
 def _lists(rng, n_q=6, sizes=None):

@@ -18,7 +18,7 @@ from unibind.data.captions import (
     caption_manifest,
     load_captioner,
 )
-from unibind.manifest import read_manifest, write_manifest
+from unibind.features.manifest import read_manifest, write_manifest
 
 from .fixtures import data_builders as fx
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from unibind.cli import app
 from unibind.data.download import DownloadError
 from unibind.data.esc50 import LICENCE, ESC50Error, build_esc50
-from unibind.manifest import read_manifest
+from unibind.features.manifest import read_manifest
 
 from .fixtures import data_builders as fx
 

@@ -20,7 +20,7 @@ from unibind.data.images import (
     natural_key,
     read_labels,
 )
-from unibind.manifest import read_manifest
+from unibind.features.manifest import read_manifest
 
 from .fixtures import data_builders as fx
 

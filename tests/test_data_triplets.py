@@ -15,7 +15,7 @@ from unibind.data.captions import CaptionConfig, caption_manifest
 from unibind.data.esc50 import build_esc50
 from unibind.data.images import build_images
 from unibind.data.triplets import build_triplets
-from unibind.manifest import ManifestError, read_manifest, write_manifest
+from unibind.features.manifest import ManifestError, read_manifest, write_manifest
 
 from .fixtures import data_builders as fx
 

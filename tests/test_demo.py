@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.demo import DemoError, demo_text, run_demo
+from unibind.report.demo import DemoError, demo_text, run_demo
 
 from .conftest import make_media_folder
 

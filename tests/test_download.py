@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from unibind.data.download import DownloadError, download
-from unibind.digests import sha256_file
+from unibind.util.digests import sha256_file
 
 from .fixtures import data_builders as fx
 

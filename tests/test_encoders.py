@@ -8,7 +8,7 @@ import soundfile as sf
 
 from unibind.encoders import EncoderSpec, ItemError, fingerprint, load_encoder, resolve_profile
 from unibind.encoders.hf_clap import log_mel, repeat_pad, window_starts
-from unibind.media import load_audio
+from unibind.features.media import load_audio
 
 from .conftest import write_image, write_tone
 

@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.evaluate import evaluate
-from unibind.features import load_features, save_features
-from unibind.run import RunError
-from unibind.splits import SplitError
-from unibind.synthetic import SyntheticSpec, generate
-from unibind.train import train
+from unibind.eval.evaluate import evaluate
+from unibind.features.splits import SplitError
+from unibind.features.store import load_features, save_features
+from unibind.run.folder import RunError
+from unibind.train.fit import train
+from unibind.train.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")

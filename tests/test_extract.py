@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import unibind.extract as extract_mod
-from unibind.cache import FeatureCache
+import unibind.features.extract as extract_mod
 from unibind.cli import app
 from unibind.data.folder import build_folder_manifest
 from unibind.encoders import load_encoder, resolve_profile
-from unibind.features import load_features, read_errors
-from unibind.manifest import read_manifest
+from unibind.features.cache import FeatureCache
+from unibind.features.manifest import read_manifest
+from unibind.features.store import load_features, read_errors
 
 from .conftest import make_media_folder, write_image
 
@@ -118,7 +118,7 @@ def test_cli_json_summary_and_exit_status(tmp_path: Path) -> None:
 
 KILLER = """
 import os, signal, sys
-import unibind.extract as ex
+import unibind.features.extract as ex
 calls = {"n": 0}
 real = ex._encode_batch
 def dying(encoder, decoded, cache, errors):

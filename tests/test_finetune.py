@@ -8,12 +8,12 @@ import torch
 
 from unibind.data.folder import build_folder_manifest
 from unibind.encoders import load_encoder, resolve_profile
-from unibind.evaluate import evaluate
-from unibind.extract import extract
-from unibind.features import load_features
-from unibind.finetune import finetune, layer_list, set_trainable
-from unibind.presets import override, preset
-from unibind.run import Run
+from unibind.eval.evaluate import evaluate
+from unibind.features.extract import extract
+from unibind.features.store import load_features
+from unibind.run.folder import Run
+from unibind.train.config import override, preset
+from unibind.train.finetune import finetune, layer_list, set_trainable
 
 from .conftest import make_media_folder
 
@@ -92,8 +92,8 @@ def test_finetuned_run_can_be_moved(tuned, tmp_path):
     """Encoders stored in the run are referenced relatively: a moved run still searches."""
     import shutil
 
-    from unibind.index import build_index
-    from unibind.search import Space
+    from unibind.search.index import build_index
+    from unibind.search.space import Space
 
     root, _ = tuned
     moved = tmp_path / "elsewhere" / "run"

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from unibind.features import features_from_arrays, save_features
-from unibind.heads import Heads, HeadsConfig
-from unibind.index import (
+from unibind.features.store import features_from_arrays, save_features
+from unibind.run.folder import Run, save_run
+from unibind.run.heads import Heads, HeadsConfig
+from unibind.search.index import (
     IndexMismatch,
     SpaceIndexError,
     add_items,
@@ -19,8 +20,7 @@ from unibind.index import (
     load_index,
     open_index,
 )
-from unibind.index_parts import EXACT, choose_factory
-from unibind.run import Run, save_run
+from unibind.search.parts import EXACT, choose_factory
 
 from .conftest import make_media_folder
 
@@ -52,7 +52,7 @@ def run_path(tmp_path: Path) -> Path:
 
 
 def projected(run: Run) -> dict[str, np.ndarray]:
-    from unibind.features import load_features
+    from unibind.features.store import load_features
 
     feats = load_features(run.features_path)
     return {m: run.project(m, feats.arrays[m][feats.table(m)["row"].to_numpy()]) for m in DIMS}
@@ -138,9 +138,9 @@ def test_missing_index_is_a_clear_error(run_path: Path):
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny-profile run trained on 2 of 3 labels; the manifest of all three."""
     from unibind.data.folder import build_folder_manifest
-    from unibind.extract import extract
-    from unibind.presets import override, preset
-    from unibind.train import train
+    from unibind.features.extract import extract
+    from unibind.train.config import override, preset
+    from unibind.train.fit import train
 
     root = tmp_path_factory.mktemp("tiny-index")
     make_media_folder(root / "data", per_label=4)
@@ -168,8 +168,8 @@ def test_add_without_rebuild_equals_full_index(tiny_run: tuple[Path, Path], tmp_
     again = add_items(run_path, full, index_path=tmp_path / "grown")
     assert again["added"] == 0
     # the same vectors as projecting everything from scratch
-    from unibind.extract import extract
-    from unibind.features import load_features
+    from unibind.features.extract import extract
+    from unibind.features.store import load_features
 
     extract(full, tmp_path / "allfeat", profile="tiny")
     build_index(run_path, out=tmp_path / "rebuilt", features=load_features(tmp_path / "allfeat"))

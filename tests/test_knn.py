@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from unibind.knn import ExactKNN, brute_force
+from unibind.search.knn import ExactKNN, brute_force
 
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from unibind.data.folder import build_folder_manifest
-from unibind.manifest import ManifestError, read_manifest, write_manifest
+from unibind.features.manifest import ManifestError, read_manifest, write_manifest
 
 
 def test_folder_manifest_groups_by_stem(media_folder: Path, tmp_path: Path) -> None:

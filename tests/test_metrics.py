@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unibind.balance import merge_topk
-from unibind.metrics import (
+from unibind.eval.metrics import (
     mixed_metrics,
     modality_gap,
     pair_metrics,
@@ -15,6 +14,7 @@ from unibind.metrics import (
     topk_per_target,
     zero_shot_accuracy,
 )
+from unibind.search.merge import merge_topk
 
 
 def _unit(rng, n, d=8):

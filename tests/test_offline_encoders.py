@@ -23,7 +23,7 @@ from unibind.encoders import ItemError, backend_class, load_encoder, resolve_pro
 from unibind.encoders import offline as offline_mod
 from unibind.encoders.aisfx_audio import _numpy_allow_list, block_starts, load_checkpoint
 from unibind.encoders.spec import EncoderSpec, fingerprint
-from unibind.media import load_audio
+from unibind.features.media import load_audio
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 RECORDINGS = ["bee", "mosquito", "violin", "horse", "pig"]
@@ -271,7 +271,7 @@ _EXTRACT = textwrap.dedent("""
     socket.socket.connect = offline
     socket.create_connection = offline
     from unibind.data.folder import build_folder_manifest
-    from unibind.extract import extract
+    from unibind.features.extract import extract
 
     manifest = build_folder_manifest(sys.argv[1])
     runs = [extract(manifest, sys.argv[2] + str(i), profile="offline", cache_dir=sys.argv[3])

@@ -1,4 +1,4 @@
-"""Pair expansion (unibind.pairs) against a brute-force reading of its rule, and through Space."""
+"""Pair expansion (unibind.search.pair_expansion) vs a brute-force reading of its rule; Space."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unibind.pairs import expand_via_pairs, group_members
+from unibind.search.pair_expansion import expand_via_pairs, group_members
 
 from .test_search import run_path, space  # noqa: F401  (module fixtures: a tiny indexed run)
 
@@ -100,7 +100,7 @@ def test_missing_calibration_is_an_error() -> None:
 
 
 def test_space_search_via_pairs_uses_the_runs_calibration(space, run_path: Path):  # noqa: F811
-    from unibind.balance import merge_topk
+    from unibind.search.merge import merge_topk
 
     query = "a church bell ringing, take 1"
     q, _ = space.query_vector(text=query)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from unibind.features import features_from_arrays, save_features
-from unibind.heads import Heads, HeadsConfig
-from unibind.plot import layout, plot_run, sample_items
-from unibind.run import save_run
+from unibind.features.store import features_from_arrays, save_features
+from unibind.report.plots import layout, plot_run, sample_items
+from unibind.run.folder import save_run
+from unibind.run.heads import Heads, HeadsConfig
 
 DIMS = {"text": 12, "image": 10, "audio": 8}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.config import write_json_atomic
-from unibind.plot import plot_run
-from unibind.report import build_report, save_examples
+from unibind.report.html import build_report, save_examples
+from unibind.report.plots import plot_run
+from unibind.util.jsonio import write_json_atomic
 
 from .test_plot import clustered_run
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.index import IndexMismatch, build_index
-from unibind.search import Space
+from unibind.search.index import IndexMismatch, build_index
+from unibind.search.space import Space
 
 from .conftest import make_media_folder
 
@@ -20,9 +20,9 @@ from .conftest import make_media_folder
 @pytest.fixture(scope="module")
 def run_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unibind.data.folder import build_folder_manifest
-    from unibind.extract import extract
-    from unibind.presets import override, preset
-    from unibind.train import train
+    from unibind.features.extract import extract
+    from unibind.train.config import override, preset
+    from unibind.train.fit import train
 
     root = tmp_path_factory.mktemp("tiny-search")
     make_media_folder(root / "data", per_label=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from unibind.splits import SplitError, assign_splits, check_split
+from unibind.features.splits import SplitError, assign_splits, check_split
 
 
 def _items(n_labels=3, groups=20, per_group=3):

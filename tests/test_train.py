@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from unibind.batches import Triplets
-from unibind.metrics import pair_metrics
-from unibind.presets import PRESETS, config_from_json, override, preset
-from unibind.run import Run
-from unibind.synthetic import SyntheticSpec, generate
-from unibind.train import embed_items, fit, train
+from unibind.eval.metrics import pair_metrics
+from unibind.run.folder import Run
+from unibind.train.batches import Triplets
+from unibind.train.config import PRESETS, config_from_json, override, preset
+from unibind.train.fit import embed_items, fit, train
+from unibind.train.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_train_writes_a_loadable_run(tmp_path, feats):
 
 
 def test_weights_do_not_depend_on_how_features_were_stored(tmp_path):
-    from unibind.features import load_features, save_features
+    from unibind.features.store import load_features, save_features
 
     f = generate(SyntheticSpec(n_classes=3, groups_per_class=10))
     save_features(tmp_path / "f", f.items, f.arrays, f.meta)  # safetensors sorts the keys

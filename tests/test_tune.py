@@ -7,10 +7,10 @@ import json
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.features import save_features
-from unibind.presets import TrainConfig, load_train_config
-from unibind.synthetic import SyntheticSpec, generate
-from unibind.tune import balance_penalty, tune
+from unibind.features.store import save_features
+from unibind.train.config import TrainConfig, load_train_config
+from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.train.tune import balance_penalty, tune
 
 
 def test_tune_writes_a_config_train_accepts(tmp_path):

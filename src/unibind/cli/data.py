@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ..data.folder import build_folder_manifest
-from ..manifest import ManifestError, read_manifest
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.data.folder import build_folder_manifest
+from unibind.features.manifest import ManifestError, read_manifest
 
 data_app = typer.Typer(no_args_is_help=True, help="Build dataset manifests.")
 app.add_typer(data_app, name="data")
@@ -53,8 +53,8 @@ def esc50(out: Path = typer.Option(..., "--out", help="Output folder (manifest.p
                                        help="Manifest file name inside --out."),
           as_json: bool = JSON_OPTION) -> None:
     """ESC-50 (2,000 clips, 50 classes, 5 folds; licence CC BY-NC 3.0) as a manifest."""
-    from ..data.download import DownloadError
-    from ..data.esc50 import ESC50Error, build_esc50
+    from unibind.data.download import DownloadError
+    from unibind.data.esc50 import ESC50Error, build_esc50
 
     try:
         summary = build_esc50(out, source=source, merge_folds=merge_folds, sha256=sha256,
@@ -84,7 +84,7 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
                                         help="Manifest file name inside --out."),
            as_json: bool = JSON_OPTION) -> None:
     """Images per class from the web ("web" extra) or a folder, cleaned of bad/duplicate/tiny."""
-    from ..data.images import WebExtraMissing, build_images, read_labels
+    from unibind.data.images import WebExtraMissing, build_images, read_labels
 
     if from_folder is None and labels is None and from_manifest is None:
         fail("give --labels FILE, --from MANIFEST or --from-folder DIR")
@@ -127,7 +127,7 @@ def captions(manifest: Path = typer.Argument(..., help="Manifest whose images ar
              dtype: str = typer.Option(None, "--dtype", help="float32, float16, bfloat16."),
              as_json: bool = JSON_OPTION) -> None:
     """One caption per image with a vision-language model; cached, resumable."""
-    from ..data.captions import CaptionConfig, CaptionError, caption_manifest
+    from unibind.data.captions import CaptionConfig, CaptionError, caption_manifest
 
     cfg = CaptionConfig(model=model, prompt=prompt, revision=revision, backend=backend,
                         max_new_tokens=max_new_tokens, num_beams=num_beams,
@@ -151,7 +151,7 @@ def triplets(manifests: list[Path] = typer.Argument(..., help="Manifests to join
                                                   help="Keep labels that lack a modality."),
              as_json: bool = JSON_OPTION) -> None:
     """Join audio, images and captions of each label: sample k = image k + caption k + audio k."""
-    from ..data.triplets import build_triplets
+    from unibind.data.triplets import build_triplets
 
     try:
         summary = build_triplets(manifests, out, modalities=modality or None,

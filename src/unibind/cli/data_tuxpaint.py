@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, emit, fail
-from .data import data_app
+from unibind.cli._app import JSON_OPTION, emit, fail
+from unibind.cli.data import data_app
 
 
 @data_app.command("tuxpaint")
@@ -24,7 +24,7 @@ def tuxpaint(out: Path = typer.Option(None, "--out", help="Output folder (manife
                                               "caption)."),
              as_json: bool = JSON_OPTION) -> None:
     """Debian's tuxpaint-stamps-default (GPL-2): image + caption (+ sound) per stamp."""
-    from ..data.tuxpaint import TuxpaintError, build_tuxpaint
+    from unibind.data.tuxpaint import TuxpaintError, build_tuxpaint
 
     try:
         summary = build_tuxpaint(out=out, deb=deb, source=source, level=level, extras=extras)

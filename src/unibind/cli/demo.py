@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
 
 
 @app.command("demo")
@@ -25,7 +25,7 @@ def demo(data: Path = typer.Option(None, "--data",
          plot_method: str = typer.Option("umap", "--plot-method", help="umap | pca."),
          as_json: bool = JSON_OPTION) -> None:
     """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
-    from ..demo import DemoError, demo_text, run_demo
+    from unibind.report.demo import DemoError, demo_text, run_demo
 
     try:
         summary = run_demo(data=data, out=out, profile=profile, preset=preset, k=k,

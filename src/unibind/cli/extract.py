@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from ..encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
-from ..extract import extract as run_extract
-from ..manifest import ManifestError
-from ..runtime import pick_device, pick_dtype
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
+from unibind.features.extract import extract as run_extract
+from unibind.features.manifest import ManifestError
+from unibind.util.runtime import pick_device, pick_dtype
 
 encoders_app = typer.Typer(no_args_is_help=True, help="Encoder profiles.")
 app.add_typer(encoders_app, name="encoders")
@@ -64,7 +64,7 @@ def list_profiles(as_json: bool = JSON_OPTION,
                    "dim": backend_class(spec.backend).config_dim(spec)
                    or KNOWN_DIMS.get(spec.source)}
             if resolve:
-                from ..encoders import load_encoder
+                from unibind.encoders import load_encoder
 
                 enc["dim"] = load_encoder(spec).dim
             entry["encoders"][m] = enc

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
 
 
 def _human(summary: dict) -> str:
@@ -36,7 +36,7 @@ def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST"
           as_json: bool = JSON_OPTION) -> None:
     """Project every item of RUN's features through its heads and index them (exact for small
     collections, approximate when large), or add new items to an existing index."""
-    from ..index import add_items, build_index
+    from unibind.search.index import add_items, build_index
 
     adding = args[0] == "add"
     if adding and len(args) != 3:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
 
 
 @app.command("search")
@@ -27,7 +27,7 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
            as_json: bool = JSON_OPTION) -> None:
     """Rank indexed items for a sentence, a picture, a sound, or several at once (their
     embeddings are summed and normalised: a compositional query)."""
-    from ..search import Space, format_results
+    from unibind.search.space import Space, format_results
 
     if not (text or image or audio):
         fail("give at least one query: --text, --image or --audio")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
 
 FEATURES_ARG = typer.Argument(..., help="Features folder (from `unibind extract`).")
 
@@ -31,8 +31,8 @@ def train(features: Path = FEATURES_ARG,
                                                          "1, fine-tuning torch's default)."),
           as_json: bool = JSON_OPTION) -> None:
     """Train per-modality heads into one space on FEATURES' training split; write a run."""
-    from ..presets import load_train_config, override
-    from ..presets import preset as get_preset
+    from unibind.train.config import load_train_config, override
+    from unibind.train.config import preset as get_preset
 
     try:
         base = get_preset(preset)
@@ -40,13 +40,13 @@ def train(features: Path = FEATURES_ARG,
         cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, batch_size=batch_size,
                        positives=positives, finetune_layers=finetune_layers)
         if finetune:
-            from ..finetune import finetune as run_finetune
-            from ..runtime import pick_device
+            from unibind.train.finetune import finetune as run_finetune
+            from unibind.util.runtime import pick_device
 
             summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
                                    device=pick_device(device), threads=threads)
         else:
-            from ..train import train as run_train
+            from unibind.train.fit import train as run_train
 
             summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
                                 threads=threads or 1)
@@ -64,8 +64,8 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind tra
     """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
 
     Writes RUN/metrics.json and RUN/metrics.md (metrics-<split>.* for other splits)."""
-    from ..evaluate import evaluate as run_evaluate
-    from ..evaluate import metrics_markdown
+    from unibind.eval.evaluate import evaluate as run_evaluate
+    from unibind.eval.evaluate import metrics_markdown
 
     try:
         metrics = run_evaluate(run, split=split, features=features)
@@ -84,7 +84,7 @@ def tune(features: Path = FEATURES_ARG,
          seed: int = typer.Option(0), timeout: float = typer.Option(None, help="Seconds."),
          as_json: bool = JSON_OPTION) -> None:
     """Search lr, D, temperature, pair weights, positives and MSE weight on validation data."""
-    from ..tune import tune as run_tune
+    from unibind.train.tune import tune as run_tune
 
     try:
         summary = run_tune(features, trials=trials, out=out, base=base, seed=seed,
@@ -101,8 +101,8 @@ def synthetic(out: Path = typer.Argument(..., help="Features folder to write."),
               classes: int = typer.Option(10, min=2), groups_per_class: int = typer.Option(40),
               seed: int = typer.Option(0), as_json: bool = JSON_OPTION) -> None:
     """Write a synthetic features folder (class-structured, with a modality gap) for trials."""
-    from ..features import save_features
-    from ..synthetic import SyntheticSpec, generate
+    from unibind.features.store import save_features
+    from unibind.train.synthetic import SyntheticSpec, generate
 
     feats = generate(SyntheticSpec(n_classes=classes, groups_per_class=groups_per_class,
                                    seed=seed))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit, fail
 
 RUN_ARG = typer.Argument(..., help="Run folder (from `unibind train`).")
 
@@ -20,7 +20,7 @@ def plot(run: Path = RUN_ARG,
          seed: int = typer.Option(0, "--seed"),
          as_json: bool = JSON_OPTION) -> None:
     """UMAP of every item of the run: by class and by modality (two PNGs)."""
-    from ..plot import plot_run
+    from unibind.report.plots import plot_run
 
     try:
         summary = plot_run(run, out=out, max_points=max_points, method=method, seed=seed)
@@ -39,12 +39,12 @@ def report(run: Path = RUN_ARG,
            k: int = typer.Option(5, "--k", min=1),
            as_json: bool = JSON_OPTION) -> None:
     """One HTML page: dataset, training curve, 3x3 metrics, modality shares, plots, examples."""
-    from ..report import build_report
+    from unibind.report.html import build_report
 
     try:
         examples = None
         if query:
-            from ..search import Space
+            from unibind.search.space import Space
 
             space = Space.load(run)
             examples = [space.search(text=q, k=k) for q in query]

@@ -28,10 +28,10 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from ..cache import file_digest
-from ..config import read_json, write_json_atomic
-from ..manifest import read_manifest, write_manifest
-from ..runtime import cache_root, pick_device, pick_dtype
+from unibind.features.cache import file_digest
+from unibind.features.manifest import read_manifest, write_manifest
+from unibind.util.jsonio import read_json, write_json_atomic
+from unibind.util.runtime import cache_root, pick_device, pick_dtype
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class CaptionConfig:
 
 def model_identity(model: str, revision: str | None) -> dict[str, str]:
     """A local folder by content digest, a hub id by the commit it resolves to offline."""
-    from ..encoders.spec import folder_digest, hub_revision
+    from unibind.encoders.spec import folder_digest, hub_revision
 
     if Path(model).expanduser().exists():
         return {"content": folder_digest(model)}

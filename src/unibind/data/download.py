@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..digests import sha256_file
+from unibind.util.digests import sha256_file
 
 log = logging.getLogger(__name__)
 

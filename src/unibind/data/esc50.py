@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ..atomic import atomic_file, atomic_folder
-from ..config import read_json, write_json_atomic
-from ..manifest import write_manifest
-from .download import download
+from unibind.data.download import download
+from unibind.features.manifest import write_manifest
+from unibind.util.atomic import atomic_file, atomic_folder
+from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..manifest import write_manifest
+from unibind.features.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from ..config import read_json, write_json_atomic
-from ..manifest import read_manifest, write_manifest
-from .folder import IMAGE_EXTS
+from unibind.data.folder import IMAGE_EXTS
+from unibind.features.manifest import read_manifest, write_manifest
+from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import MODALITIES
-from ..manifest import ManifestError, read_manifest, write_manifest
-from .images import natural_key
+from unibind.data.images import natural_key
+from unibind.features.manifest import ManifestError, read_manifest, write_manifest
+from unibind.modalities import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_folder
-from ..manifest import write_manifest
-from ..runtime import cache_root
+from unibind.features.manifest import write_manifest
+from unibind.util.atomic import atomic_folder
+from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from .base import Encoder, ItemError
-from .profiles import DESCRIPTIONS, PROFILES, resolve_profile
-from .spec import EncoderSpec, fingerprint, identity
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.profiles import DESCRIPTIONS, PROFILES, resolve_profile
+from unibind.encoders.spec import EncoderSpec, fingerprint, identity
 
 # backend name -> "module:Class" (lazy, so optional backends cost nothing until used)
 BACKENDS: dict[str, str] = {

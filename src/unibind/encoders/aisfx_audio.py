@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..digests import sha256_file
-from ..media import MediaError, load_audio
-from .base import Encoder, ItemError
-from .spec import EncoderSpec
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.spec import EncoderSpec
+from unibind.features.media import MediaError, load_audio
+from unibind.util.digests import sha256_file
 
 CHECKPOINT = "checkpoint.pth"
 CHECKPOINT_SHA256 = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .spec import EncoderSpec, fingerprint, identity
+from unibind.encoders.spec import EncoderSpec, fingerprint, identity
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..digests import sha256_file
-from ..media import MediaError, load_image
-from .base import Encoder, ItemError
-from .spec import EncoderSpec
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.spec import EncoderSpec
+from unibind.features.media import MediaError, load_image
+from unibind.util.digests import sha256_file
 
 DEFAULTS: dict[str, Any] = {"arch": "efficientnet-lite0", "resize": 256, "crop": 224,
                             "mean": 0.498, "std": 0.502}

@@ -23,9 +23,9 @@ import torch
 from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
-from ..media import MediaError, load_audio
-from .base import Encoder, ItemError
-from .towers import ProjectedTower, load_tower
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.features.media import MediaError, load_audio
 
 
 def window_starts(n_samples: int, window: int) -> list[int]:

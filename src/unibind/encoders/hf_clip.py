@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-from ..media import MediaError, load_image
-from .base import Encoder, ItemError
-from .towers import ProjectedTower, load_tower
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.features.media import MediaError, load_image
 
 
 class HFClipImageEncoder(ProjectedTower, Encoder):

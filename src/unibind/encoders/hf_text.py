@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from .base import Encoder, ItemError, local_config_value
-from .spec import EncoderSpec
-from .towers import quiet_transformers
+from unibind.encoders.base import Encoder, ItemError, local_config_value
+from unibind.encoders.spec import EncoderSpec
+from unibind.encoders.towers import quiet_transformers
 
 POOLINGS = ("pooler", "cls", "mean")
 

@@ -17,7 +17,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from .spec import EncoderSpec
+from unibind.encoders.spec import EncoderSpec
 
 # modality -> (distribution, import name, path of the model folder inside the package, install)
 PACKAGES: dict[str, tuple[str, str, str, str]] = {
@@ -78,10 +78,10 @@ def offline_spec(modality: str) -> EncoderSpec:
                            options={"pooling": "mean", "max_length": _text_max_length(folder)})
     # preprocessing is spelled out in the options, so that it is part of the cache key
     if modality == "image":
-        from .efficientnet import DEFAULTS as IMAGE_OPTIONS
+        from unibind.encoders.efficientnet import DEFAULTS as IMAGE_OPTIONS
 
         return EncoderSpec("image", "efficientnet-lite", str(folder), options=dict(IMAGE_OPTIONS))
-    from .aisfx_audio import DEFAULTS as AUDIO_OPTIONS
+    from unibind.encoders.aisfx_audio import DEFAULTS as AUDIO_OPTIONS
 
     return EncoderSpec("audio", "aisfx", str(folder), options=dict(AUDIO_OPTIONS))
 

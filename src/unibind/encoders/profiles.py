@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import MODALITIES
-from .spec import EncoderSpec
-from .tiny import tiny_model_dir
+from unibind.encoders.spec import EncoderSpec
+from unibind.encoders.tiny import tiny_model_dir
+from unibind.modalities import MODALITIES
 
 SEED = {
     "text": EncoderSpec("text", "hf-text", "bert-base-uncased",
@@ -31,7 +31,7 @@ def _tiny() -> dict[str, EncoderSpec]:
 
 
 def _offline() -> dict[str, EncoderSpec]:
-    from .offline import offline_profile
+    from unibind.encoders.offline import offline_profile
 
     return offline_profile()
 

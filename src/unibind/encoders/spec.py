@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import check_modality
+from unibind.modalities import check_modality
 
 _CONFIG_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json",
                  "tokenizer.json", "vocab.txt", "special_tokens_map.json")

@@ -26,8 +26,8 @@ from transformers import (
     CLIPModel,
 )
 
-from ..atomic import atomic_folder
-from ..runtime import cache_root
+from unibind.util.atomic import atomic_folder
+from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
 

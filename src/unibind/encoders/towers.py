@@ -15,8 +15,8 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 from transformers.utils import logging as hf_logging
 
-from .base import local_config_value
-from .spec import EncoderSpec
+from unibind.encoders.base import local_config_value
+from unibind.encoders.spec import EncoderSpec
 
 
 class ProjectedTower:

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .calibration import MAX_R10_DROP, MAX_SHARE_DEV
-from .config import to_dict, write_json_atomic
-from .features import Features, load_features
-from .presets import PAIRS, TrainConfig, override, preset
-from .train import fit, space_stats
+from unibind.eval.calibration import MAX_R10_DROP, MAX_SHARE_DEV
+from unibind.features.store import Features, load_features
+from unibind.train.config import PAIRS, TrainConfig, override, preset
+from unibind.train.fit import fit, space_stats
+from unibind.util.jsonio import to_dict, write_json_atomic
 
 log = logging.getLogger(__name__)
 

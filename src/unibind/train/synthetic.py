@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import MODALITIES, from_dict, to_dict
-from .features import Features
+from unibind.features.store import Features
+from unibind.modalities import MODALITIES
+from unibind.util.jsonio import from_dict, to_dict
 
 
 def _default_dims() -> dict[str, int]:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .balance import MODES, merge_topk
-from .config import MODALITIES, check_modality
-from .index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
-from .pairs import expand_via_pairs, group_members
-from .run import Run
+from unibind.modalities import MODALITIES, check_modality
+from unibind.run.folder import Run
+from unibind.search.index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
+from unibind.search.merge import MODES, merge_topk
+from unibind.search.pair_expansion import expand_via_pairs, group_members
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Space:
         """The run's encoder for ``modality`` (loaded once), refused if it is not the one the
         index was built with."""
         if modality not in self._encoders:
-            from .encoders import load_encoder
+            from unibind.encoders import load_encoder
 
             info = self.run.encoders.get(modality)
             if not info or "spec" not in info:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .splits import group_keys
+from unibind.features.splits import group_keys
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import MODALITIES
+from unibind.modalities import MODALITIES
 
 COLUMNS: tuple[str, ...] = ("id", "modality", "label", "group", "split", "path", "text")
 REQUIRED: tuple[str, ...] = ("id", "modality", "label")

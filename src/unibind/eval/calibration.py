@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .balance import MODES
-from .metrics import mixed_metrics, pair_metrics, share_deviation
+from unibind.eval.metrics import mixed_metrics, pair_metrics, share_deviation
+from unibind.search.merge import MODES
 
 MAX_SHARE_DEV = 0.10  # share@10 within 10 points of pool share
 MAX_R10_DROP = 0.02  # mixed cross-modal R@10 at most 2 points below per-target search

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .balance import merge_topk
+from unibind.search.merge import merge_topk
 
 KS = (1, 5, 10)
 MAP_K = 10

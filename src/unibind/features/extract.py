@@ -21,12 +21,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .cache import FeatureCache, file_digest, text_digest
-from .encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
-from .encoders.spec import fingerprint, identity
-from .features import save_features
-from .manifest import Manifest, read_manifest
-from .runtime import cache_root
+from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
+from unibind.encoders.spec import fingerprint, identity
+from unibind.features.cache import FeatureCache, file_digest, text_digest
+from unibind.features.manifest import Manifest, read_manifest
+from unibind.features.store import save_features
+from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
 

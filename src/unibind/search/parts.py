@@ -13,7 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .knn import ExactKNN
+from unibind.search.knn import ExactKNN
 
 EXACT = "Flat"
 EXACT_MAX = 250_000  # above this many vectors per part an approximate index is chosen

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .atomic import atomic_file
+from unibind.util.atomic import atomic_file
 
 T = TypeVar("T")
 

@@ -26,11 +26,12 @@ import pandas as pd
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from .atomic import atomic_folder
-from .config import MODALITIES, read_json, write_json_atomic
-from .features import Features, load_features
-from .index_parts import Part, SpaceIndexError, choose_factory
-from .run import Run
+from unibind.features.store import Features, load_features
+from unibind.modalities import MODALITIES
+from unibind.run.folder import Run
+from unibind.search.parts import Part, SpaceIndexError, choose_factory
+from unibind.util.atomic import atomic_folder
+from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -263,9 +264,9 @@ def add_items(run_path: str | os.PathLike, manifest: str | os.PathLike,
     known items free), project them and append them to the index without a rebuild."""
     import tempfile
 
-    from .encoders import EncoderSpec
-    from .extract import extract
-    from .manifest import read_manifest, write_manifest
+    from unibind.encoders import EncoderSpec
+    from unibind.features.extract import extract
+    from unibind.features.manifest import read_manifest, write_manifest
 
     run = Run.load(run_path)
     index = open_index(run, index_path)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_folder
-from .config import from_dict, read_json, to_dict, write_json_atomic
-from .digests import sha256_file
-from .features import Features, load_features, resolve_encoder_sources
-from .heads import Heads, HeadsConfig
+from unibind.features.store import Features, load_features, resolve_encoder_sources
+from unibind.run.heads import Heads, HeadsConfig
+from unibind.util.atomic import atomic_folder
+from unibind.util.digests import sha256_file
+from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
 
 CENTER_PREFIX = "center."
 

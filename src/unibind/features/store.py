@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
-from .atomic import atomic_folder
-from .config import MODALITIES, read_json, write_json_atomic
+from unibind.modalities import MODALITIES
+from unibind.util.atomic import atomic_folder
+from unibind.util.jsonio import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import cache_root
+from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def default_out() -> Path:
 
 def _data(data: Path | None, out: Path, deb: Path | None) -> tuple[Path, str]:
     if data is not None:
-        from .data.folder import build_folder_manifest
+        from unibind.data.folder import build_folder_manifest
 
         # manifest paths may not escape its folder, so it sits at the top of the dataset
         try:
@@ -42,7 +42,7 @@ def _data(data: Path | None, out: Path, deb: Path | None) -> tuple[Path, str]:
                     f"folder {data}")
         except (FileNotFoundError, ValueError, PermissionError) as exc:
             raise DemoError(f"--data {data}: {exc}") from exc
-    from .data.tuxpaint import TuxpaintError, build_tuxpaint
+    from unibind.data.tuxpaint import TuxpaintError, build_tuxpaint
 
     try:
         summary = build_tuxpaint(deb=deb)
@@ -59,8 +59,8 @@ PAIR_ANCHORS = 5  # same-modality anchors for the pair-expanded example (unibind
 
 def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
     """Three example queries from held-out items: a sentence, a sound and a picture."""
-    from .evaluate import load_run_features, split_mask
-    from .run import Run
+    from unibind.eval.evaluate import load_run_features, split_mask
+    from unibind.run.folder import Run
 
     run = Run.load(run_path)
     feats = load_run_features(run)
@@ -93,15 +93,15 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
              epochs: int | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every stage; returns a summary with the metrics, shares, examples and paths."""
-    from .evaluate import evaluate
-    from .extract import extract
-    from .index import build_index
-    from .plot import plot_run
-    from .presets import override
-    from .presets import preset as get_preset
-    from .report import build_report, save_examples
-    from .search import Space
-    from .train import train
+    from unibind.eval.evaluate import evaluate
+    from unibind.features.extract import extract
+    from unibind.report.html import build_report, save_examples
+    from unibind.report.plots import plot_run
+    from unibind.search.index import build_index
+    from unibind.search.space import Space
+    from unibind.train.config import override
+    from unibind.train.config import preset as get_preset
+    from unibind.train.fit import train
 
     out = Path(out) if out else default_out()
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def _f(x: Any) -> str:
 
 def demo_text(summary: dict[str, Any]) -> str:
     """The demo's printout: 3x3 table, modality shares, example queries, where things are."""
-    from .search import format_results
+    from unibind.search.space import format_results
 
     m = summary["metrics"]
     mods = list(m["n_items"])

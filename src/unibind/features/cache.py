@@ -19,9 +19,9 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save
 
-from .atomic import atomic_file
-from .config import write_json_atomic
-from .digests import sha256_file
+from unibind.util.atomic import atomic_file
+from unibind.util.digests import sha256_file
+from unibind.util.jsonio import write_json_atomic
 
 log = logging.getLogger(__name__)
 

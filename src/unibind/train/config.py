@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import from_dict, read_json
+from unibind.util.jsonio import from_dict, read_json
 
 PAIRS = ("text-image", "text-audio", "image-audio")
 

@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from .manifest import SPLITS
+from unibind.features.manifest import SPLITS
 
 
 class SplitError(ValueError):

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batches import Triplets
-from .calibration import (
+from unibind.eval.calibration import (
     apply_centers,
     compare_modes,
     modality_centers,
@@ -29,14 +28,15 @@ from .calibration import (
     recommend,
     score_stats,
 )
-from .config import to_dict
-from .features import Features, load_features
-from .heads import Heads, HeadsConfig
-from .losses import total_loss
-from .metrics import cross_modal_mean, pair_metrics
-from .presets import TrainConfig, check_config, preset
-from .run import save_run
-from .splits import assign_splits
+from unibind.eval.metrics import cross_modal_mean, pair_metrics
+from unibind.features.splits import assign_splits
+from unibind.features.store import Features, load_features
+from unibind.run.folder import save_run
+from unibind.run.heads import Heads, HeadsConfig
+from unibind.train.batches import Triplets
+from unibind.train.config import TrainConfig, check_config, preset
+from unibind.train.losses import total_loss
+from unibind.util.jsonio import to_dict
 
 log = logging.getLogger(__name__)
 FORMAT = 1

@@ -14,7 +14,7 @@ from itertools import combinations
 
 import torch
 
-from .config import MODALITIES
+from unibind.modalities import MODALITIES
 
 POSITIVES = ("instance", "class")
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from .atomic import atomic_file
-from .config import MODALITIES
-from .features import Features
-from .run import Run, RunError
+from unibind.features.store import Features
+from unibind.modalities import MODALITIES
+from unibind.run.folder import Run, RunError
+from unibind.util.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 

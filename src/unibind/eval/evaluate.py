@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_file
-from .balance import MODES
-from .calibration import apply_centers, compare_modes, recommend
-from .config import write_json_atomic
-from .features import Features, load_features
-from .metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
-from .run import Run, RunError
-from .splits import SPLITS, SplitError, assign_splits
-from .synthetic import label_vectors, spec_from_meta
+from unibind.eval.calibration import apply_centers, compare_modes, recommend
+from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
+from unibind.features.splits import SPLITS, SplitError, assign_splits
+from unibind.features.store import Features, load_features
+from unibind.run.folder import Run, RunError
+from unibind.search.merge import MODES
+from unibind.train.synthetic import label_vectors, spec_from_meta
+from unibind.util.atomic import atomic_file
+from unibind.util.jsonio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def class_prompts(run: Run, feats: Features, names: list[str]) -> tuple[list[str
         enc_info = run.encoders.get("text")
         if not enc_info or "spec" not in enc_info:
             raise RunError("the run records no text encoder spec")
-        from .encoders import load_encoder  # imported lazily: loading a model is heavy
+        from unibind.encoders import load_encoder  # imported lazily: loading a model is heavy
 
         vecs = load_encoder(enc_info["spec"]).encode([prompt_text(n) for n in names])
     return names, run.project("text", vecs)

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_file
-from .config import MODALITIES, read_json, write_json_atomic
-from .features import load_features
-from .run import Run
+from unibind.features.store import load_features
+from unibind.modalities import MODALITIES
+from unibind.run.folder import Run
+from unibind.util.atomic import atomic_file
+from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _png_uri(path_or_bytes: Path | bytes) -> str:
 
 def _thumb(path: str, size: int = 140) -> str | None:
     try:
-        from .media import load_image
+        from unibind.features.media import load_image
 
         img = load_image(path)
         img.thumbnail((size, size))

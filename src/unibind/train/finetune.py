@@ -24,16 +24,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .batches import Triplets
-from .features import Features, load_features, save_features
-from .heads import Heads
-from .losses import total_loss
-from .manifest import read_manifest
-from .metrics import cross_modal_mean, pair_metrics
-from .presets import TrainConfig, check_config, preset
-from .run import save_run
-from .splits import assign_splits
-from .train import FitResult, make_heads, run_info, space_stats, torch_threads
+from unibind.eval.metrics import cross_modal_mean, pair_metrics
+from unibind.features.manifest import read_manifest
+from unibind.features.splits import assign_splits
+from unibind.features.store import Features, load_features, save_features
+from unibind.run.folder import save_run
+from unibind.run.heads import Heads
+from unibind.train.batches import Triplets
+from unibind.train.config import TrainConfig, check_config, preset
+from unibind.train.fit import FitResult, make_heads, run_info, space_stats, torch_threads
+from unibind.train.losses import total_loss
 
 log = logging.getLogger(__name__)
 PREPROCESSORS = ("tokenizer", "processor", "extractor", "feature_extractor")
@@ -238,8 +238,8 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
              device: torch.device | str | None = None, threads: int | None = None
              ) -> dict[str, Any]:
     """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``."""
-    from .encoders import fingerprint, identity, load_encoder
-    from .encoders.spec import EncoderSpec
+    from unibind.encoders import fingerprint, identity, load_encoder
+    from unibind.encoders.spec import EncoderSpec
 
     feats = load_features(features)
     cfg = config or preset(preset_name)

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic writes, digests, JSON, runtime (device, dtype, cache folder)."""
