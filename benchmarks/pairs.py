@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from unibind.eval.evaluate import load_run_features, split_mask
 from unibind.eval.metrics import retrieval_metrics
 from unibind.run.folder import Run
 
@@ -45,14 +44,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     run = Run.load(args.run)
-    feats = load_run_features(run, None)
-    items = feats.items[split_mask(run, feats, "test", strict=True)]
-    embs, labels, groups = {}, {}, {}
-    for m in run.modalities:
-        sub = items[items["modality"] == m]
-        embs[m] = run.project(m, feats.arrays[m][sub["row"].to_numpy()])
-        labels[m] = sub["label"].astype(str).to_numpy()
-        groups[m] = sub["group"].astype(str).to_numpy()
+    test = run.embed(split="test")
+    embs, labels = test.vectors, test.labels
+    groups = {m: test.table(m)["group"].astype(str).to_numpy() for m in embs}
     cal = run.info["calibration_pairs"]
     print(f"\n{args.run} test split; cells: R@1 / R@10 / mAP@10 (class-level)\n")
     print("| pair | direct | " + " | ".join(f"via {n} anchors" for n in args.anchors) + " |")

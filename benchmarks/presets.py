@@ -21,8 +21,9 @@ import numpy as np
 
 from unibind.eval.calibration import apply_centers, compare_modes, modality_centers, score_stats
 from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
+from unibind.run.embed import embed_items
 from unibind.train.config import PRESETS, override, preset
-from unibind.train.fit import embed_items, fit
+from unibind.train.fit import fit
 from unibind.train.synthetic import SyntheticSpec, generate
 
 DEFAULT = preset("default")
@@ -55,8 +56,8 @@ DATASETS = {
 def val_scores(feats, cfg, seed):
     t0 = time.perf_counter()
     res = fit(feats, cfg, seed=seed)
-    e, lab = embed_items(res.heads, feats, res.split == "val")
-    pairs = pair_metrics(e, lab)
+    val = embed_items(res.heads, feats, res.split == "val")
+    pairs = pair_metrics(val.vectors, val.labels)
     return (cross_modal_mean(pairs), cross_modal_mean(pairs, "R@1"), len(res.curve),
             time.perf_counter() - t0)
 
@@ -88,7 +89,8 @@ def test_tables(dname):
     runs = {name: fit(feats, preset(name), seed=0) for name in ("seed", "default")}
     pairs = {}
     for name, res in runs.items():
-        e, lab = embed_items(res.heads, feats, res.split == "test")
+        test = embed_items(res.heads, feats, res.split == "test")
+        e, lab = test.vectors, test.labels
         pairs[name] = (pair_metrics(e, lab), e, lab, res)
     cross = [p for p in pairs["seed"][0] if p.split("->")[0] != p.split("->")[1]]
     print(f"### Held-out test split, `{dname}` set: seed vs default (mAP@10 / R@1)\n")
@@ -98,10 +100,10 @@ def test_tables(dname):
     print(f"### Mixed search on the test split, `{dname}` set (pool: every modality)\n")
     rows = []
     for name, (pm, e, lab, res) in pairs.items():
-        train_e, _ = embed_items(res.heads, feats, res.split == "train")
+        train_e = embed_items(res.heads, feats, res.split == "train").vectors
         centers = modality_centers(train_e)
         _, cal_pairs = score_stats(train_e)
-        per_target = float(np.mean([pm[p]["R@10"] for p in cross]))
+        per_target = cross_modal_mean(pm, "R@10")
         for mode, r in compare_modes(e, lab, centers, cal_pairs).items():
             text_q = r["share@10_by_query"]["text"]
             rows.append([name, mode] + [f"{text_q[m]:.2f}" for m in ("text", "image", "audio")]
@@ -112,7 +114,7 @@ def test_tables(dname):
     print("### The reference's measurement (text queries, one raw pool, test split)\n")
     rows = []
     for name, (_pm, e, lab, res) in pairs.items():
-        train_e, _ = embed_items(res.heads, feats, res.split == "train")
+        train_e = embed_items(res.heads, feats, res.split == "train").vectors
         for mode, space in (("none", e), ("centered", apply_centers(e, modality_centers(train_e)))):
             cells = []
             for k in (15, 100):

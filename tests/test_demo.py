@@ -19,7 +19,7 @@ def test_demo_on_a_folder(tmp_path: Path):
                        epochs=3, k=4)
     run = tmp_path / "out" / "run"
     for name in ("run.json", "metrics.json", "index/index.json", "examples.json",
-                 "report.html", "plots/umap_by_class.png", "plots/umap_by_modality.png"):
+                 "report.html", "plots/pca_by_class.png", "plots/pca_by_modality.png"):
         assert (run / name).is_file(), name
     metrics = summary["metrics"]
     assert len(metrics["pairs"]) == 9 and metrics["split"] == "test"

@@ -47,7 +47,7 @@ def test_report_has_every_section(tmp_path: Path):
     page = Path(summary["report"]).read_text()
     assert summary == {"report": str(run / "report.html"), "examples": 1, "plots": 2,
                        "metrics": True}
-    for needle in ("Dataset", "Training curve", "query \\ target", "share text", "UMAP",
+    for needle in ("Dataset", "Training curve", "query \\ target", "share text", "The space (PCA)",
                    "a red square", "a red thing", "balanced"):
         assert needle in page, needle
     assert ("<tr><th class=l>text</th><td>0.100</td><td>0.900</td><td>0.900</td></tr>"

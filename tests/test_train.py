@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from unibind.eval.metrics import pair_metrics
+from unibind.run.embed import embed_items
 from unibind.run.folder import Run
 from unibind.train.batches import Triplets
 from unibind.train.config import PRESETS, config_from_json, override, preset
-from unibind.train.fit import embed_items, fit, train
+from unibind.train.fit import fit, train
 from unibind.train.synthetic import SyntheticSpec, generate
 
 
@@ -29,8 +30,8 @@ def default_fit(feats):
 
 
 def _test_pairs(res, feats):
-    embs, labels = embed_items(res.heads, feats, res.split == "test")
-    return pair_metrics(embs, labels)
+    emb = embed_items(res.heads, feats, res.split == "test")
+    return pair_metrics(emb.vectors, emb.labels)
 
 
 def test_default_reaches_recall_on_held_out_in_seconds(default_fit, feats):

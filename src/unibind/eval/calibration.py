@@ -1,6 +1,6 @@
 """Per-modality statistics stored with a run for mixed searches, and the mode it recommends.
 
-- ``modality_centers``: mean unit embedding per modality on training data (``Run.project(...,
+- ``modality_centers``: mean unit embedding per modality on training data (``Run.embed(...,
   center=True)`` subtracts it: C3 / "Mind the Gap").
 - ``score_stats``: mean/std of query->target scores per target modality on training data
   (``run.info["calibration"]``, used by ``merge_topk(mode="calibrated")``).
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from unibind.eval.metrics import mixed_metrics, pair_metrics, share_deviation
+from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
+from unibind.run.embed import center
 from unibind.search.merge import MODES
 
 MAX_SHARE_DEV = 0.10  # share@10 within 10 points of pool share
@@ -26,13 +27,8 @@ def modality_centers(embs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def apply_centers(embs: dict[str, np.ndarray], centers: dict[str, np.ndarray]
                   ) -> dict[str, np.ndarray]:
-    """Subtract each modality's centre and re-normalise (as ``Run.project(center=True)``)."""
-    out = {}
-    for m, e in embs.items():
-        c = e - centers[m]
-        out[m] = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(
-            np.float32)
-    return out
+    """Subtract each modality's centre and re-normalise (as ``Run.embed(center=True)``)."""
+    return {m: center(e, centers[m]) for m, e in embs.items()}
 
 
 def _sample(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,9 +75,7 @@ def compare_modes(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 
 def per_target_r(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int = 10
                  ) -> float:
-    pairs = pair_metrics(embs, labels, ks=(k,))
-    vals = [v[f"R@{k}"] for p, v in pairs.items() if p.split("->")[0] != p.split("->")[1]]
-    return float(np.mean(vals)) if vals else 0.0
+    return cross_modal_mean(pair_metrics(embs, labels, ks=(k,)), f"R@{k}")
 
 
 def recommend(modes: dict[str, dict], per_target: float, k: int = 10) -> dict:

@@ -1,11 +1,11 @@
 """run -> metrics.json + metrics.md, on held-out data the heads never saw.
 
 The split is recomputed from the run's stored split parameters (and checked against its digest),
-every item of the split is projected with the run's heads, and:
+every item of the split is projected with the run's heads (``Run.embed``), and:
 
 - ``pairs``: every query modality -> target modality (3x3) Recall@1/5/10, mAP@10, MRR;
-- ``zero_shot``: per modality, accuracy of the nearest class prompt (the label's text embedded
-  with the run's text encoder, or the synthetic generator's class vectors);
+- ``zero_shot``: per modality, accuracy of the nearest class prompt (``eval.zero_shot``: the
+  label's text embedded with the run's text encoder, or prompt features stored in the features);
 - ``mixed``: one pool of every modality, per mixed-search mode: share@10 per modality vs its pool
   share (overall and per query modality) and cross-modal R@10 of the merged list;
 - ``modality_gap``: distance between modality centroids, raw and after centring.
@@ -18,93 +18,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
-from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
-from unibind.features.splits import SPLITS, SplitError, assign_splits
-from unibind.features.store import Features, load_features
-from unibind.run.folder import Run, RunError
+from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics
+from unibind.eval.zero_shot import zero_shot
+from unibind.features.store import Features
+from unibind.report.tables import fmt, pairs_table, shares_table, zero_shot_table
+from unibind.run.folder import Run
 from unibind.search.merge import MODES
-from unibind.train.synthetic import label_vectors, spec_from_meta
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-def load_run_features(run: Run, features: Features | str | os.PathLike | None = None
-                      ) -> Features:
-    if isinstance(features, Features):
-        return features
-    path = features or run.features_path
-    if path is None:
-        raise RunError(f"run {run.path} records no features folder; pass features explicitly")
-    return load_features(path)
-
-
-def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np.ndarray:
-    """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe."""
-    if split == "all":
-        return np.ones(len(feats.items), dtype=bool)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
-    info = run.info.get("split") or {}
-    if not info:
-        raise RunError(f"run {run.path} stores no split information")
-    assigned, again = assign_splits(feats.items, info["val"], info["test"], info["seed"])
-    if again["digest"] != info["digest"]:
-        msg = (f"features give a different split than run {run.path} was trained with "
-               "(items changed); held-out items may have been trained on")
-        if strict:
-            raise SplitError(msg)
-        log.warning(msg)
-    return (assigned == split).to_numpy()
-
-
-def project_items(run: Run, feats: Features, mask: np.ndarray
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    items = feats.items[mask]
-    embs, labels = {}, {}
-    for m in run.modalities:
-        sub = items[items["modality"] == m]
-        if len(sub) and m in feats.arrays:
-            embs[m] = run.project(m, feats.arrays[m][sub["row"].to_numpy()])
-            labels[m] = sub["label"].astype(str).to_numpy()
-    return embs, labels
-
-
-def prompt_text(label: str) -> str:
-    return label.replace("_", " ").replace("-", " ").strip()
-
-
-def class_prompts(run: Run, feats: Features, names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Class prompt vectors in the shared space (text head applied); raises when unavailable."""
-    spec = spec_from_meta(feats.meta) or spec_from_meta({"synthetic": run.info.get("synthetic")})
-    if spec is not None:
-        names, vecs = label_vectors(spec)
-    else:
-        enc_info = run.encoders.get("text")
-        if not enc_info or "spec" not in enc_info:
-            raise RunError("the run records no text encoder spec")
-        from unibind.encoders import load_encoder  # imported lazily: loading a model is heavy
-
-        vecs = load_encoder(enc_info["spec"]).encode([prompt_text(n) for n in names])
-    return names, run.project("text", vecs)
-
-
-def zero_shot(run: Run, feats: Features, embs: dict[str, np.ndarray],
-              labels: dict[str, np.ndarray]) -> tuple[dict[str, float], str]:
-    if "text" not in run.modalities:
-        return {}, "skipped: the run has no text head"
-    names = sorted(set(feats.items["label"].astype(str)))
-    try:
-        names, prompts = class_prompts(run, feats, names)
-    except Exception as exc:  # a missing/unloadable encoder must not sink the evaluation
-        log.warning("zero-shot skipped: cannot embed class prompts (%s)", exc)
-        return {}, f"skipped: {exc}"
-    return ({m: zero_shot_accuracy(e, labels[m], prompts, names) for m, e in embs.items()},
-            "nearest class prompt (label text through the text encoder and head)")
 
 
 def evaluate(run_path: str | os.PathLike, split: str = "test",
@@ -113,18 +37,15 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
     or RUN/metrics-<split>.json/.md, unless ``write=False``."""
     run = Run.load(run_path)
-    feats = load_run_features(run, features)
-    mask = split_mask(run, feats, split, strict=not isinstance(features, Features))
-    embs, labels = project_items(run, feats, mask)
-    if not embs:
-        raise RunError(f"no {split} items with a modality the run has heads for")
+    feats = run.load_features(features)
+    emb = run.embed(feats, split=split, strict=not isinstance(features, Features))
+    embs, labels = emb.vectors, emb.labels
     pairs = pair_metrics(embs, labels)
     zs, zs_note = zero_shot(run, feats, embs, labels)
     calib = run.info.get("calibration_pairs") or {
         q: run.info.get("calibration", {}) for q in embs}
     mixed = compare_modes(embs, labels, run.centers, calib, modes=modes) if len(embs) > 1 else {}
-    per_target = float(np.mean([v["R@10"] for p, v in pairs.items()
-                                if p.split("->")[0] != p.split("->")[1]] or [0.0]))
+    per_target = cross_modal_mean(pairs, "R@10")
     check = recommend(mixed, per_target)["validation"] if mixed else {}
     metrics = {
         "split": split, "run": str(run.path), "head_digest": run.head_digest,
@@ -148,45 +69,25 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     return metrics
 
 
-def _f(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 def metrics_markdown(metrics: dict[str, Any]) -> str:
     """A readable summary: 3x3 table, zero-shot, mixed-search modes, modality gap."""
-    mods = list(metrics["n_items"])
-    lines = [f"# Evaluation on the `{metrics['split']}` split",
-             "", f"Items: {', '.join(f'{m} {n}' for m, n in metrics['n_items'].items())}; "
-             f"preset `{metrics.get('preset')}`.", "",
-             "## Query -> target (class-level relevance)", "",
-             "| query -> target | R@1 | R@5 | R@10 | mAP@10 | MRR |", "|---|---|---|---|---|---|"]
-    for pair, v in metrics["pairs"].items():
-        lines.append(f"| {pair} | {_f(v['R@1'])} | {_f(v['R@5'])} | {_f(v['R@10'])} | "
-                     f"{_f(v['mAP@10'])} | {_f(v['MRR'])} |")
-    cm = metrics["cross_modal"]
-    lines += ["", f"Cross-modal mean: R@1 {_f(cm['R@1'])}, R@10 {_f(cm['R@10'])}, "
-              f"mAP@10 {_f(cm['mAP@10'])}.", "", "## Zero-shot classification", ""]
-    if metrics["zero_shot"]:
-        lines += ["| modality | accuracy |", "|---|---|"]
-        lines += [f"| {m} | {_f(a)} |" for m, a in metrics["zero_shot"].items()]
-    else:
-        lines.append(f"({metrics['zero_shot_note']})")
-    lines += ["", "## Mixed search (one pool of every modality), top 10", "",
-              "| mode | " + " | ".join(f"share {m}" for m in mods)
-              + " | max dev (per query modality) | cross-modal R@10 |",
-              "|---|" + "---|" * (len(mods) + 2)]
-    for mode, r in metrics["mixed"].items():
-        dev = metrics["mixed_check"][mode]["share_dev"]
-        lines.append(f"| {mode} | " + " | ".join(_f(r["share@10"][m]) for m in mods)
-                     + f" | {_f(dev)} | {_f(r['R@10'])} |")
+    cm, search = metrics["cross_modal"], metrics["search"]
+    lines = [f"# Evaluation on the `{metrics['split']}` split", "",
+             f"Items: {', '.join(f'{m} {n}' for m, n in metrics['n_items'].items())}; "
+             f"preset `{metrics.get('preset')}`.", ""]
+    pairs = pairs_table(metrics)
+    lines += [f"## {pairs.title}", "", pairs.markdown(), "",
+              f"Cross-modal mean: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
+              f"mAP@10 {fmt(cm['mAP@10'])}.", "", "## Zero-shot classification", "",
+              zero_shot_table(metrics).markdown() if metrics["zero_shot"]
+              else f"({metrics['zero_shot_note']})", "",
+              "## Mixed search (one pool of every modality), top 10", ""]
     if metrics["mixed"]:
-        pool = next(iter(metrics["mixed"].values()))["pool_share"]
-        lines.append("| (pool) | " + " | ".join(_f(pool[m]) for m in mods) + " | | |")
-    lines += ["", f"Per-target-modality search, cross-modal R@10: {_f(metrics['per_target_R@10'])}."
-              f" Recommended mode: `{metrics['search'].get('mode')}` "
-              f"(centre: {metrics['search'].get('center')}).", "",
-              f"Modality gap (mean centroid distance): {_f(metrics['modality_gap'])} raw, "
-              f"{_f(metrics['modality_gap_centered'])} centred.", ""]
+        lines += [shares_table(metrics).markdown(), ""]
+    lines += [f"Per-target-modality search, cross-modal R@10: {fmt(metrics['per_target_R@10'])}."
+              f" Recommended mode: `{search.get('mode')}` (centre: {search.get('center')}).", "",
+              f"Modality gap (mean centroid distance): {fmt(metrics['modality_gap'])} raw, "
+              f"{fmt(metrics['modality_gap_centered'])} centred.", ""]
     return "\n".join(lines)
 
 

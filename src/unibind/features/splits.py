@@ -9,11 +9,14 @@ stores only the parameters and a digest (``split_info``) and evaluation recomput
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import numpy as np
 import pandas as pd
 
 from unibind.features.manifest import SPLITS
+
+log = logging.getLogger(__name__)
 
 
 class SplitError(ValueError):
@@ -82,10 +85,17 @@ def assign_splits(items: pd.DataFrame, val: float = 0.1, test: float = 0.2,
     return split, info
 
 
-def check_split(items: pd.DataFrame, info: dict) -> pd.Series:
-    """Recompute a run's split on ``items``; raise if it no longer matches the stored digest."""
+def check_split(items: pd.DataFrame, info: dict, strict: bool = True,
+                what: str = "the run") -> pd.Series:
+    """Recompute a run's split (``info``: its stored parameters and digest) on ``items``.
+
+    Features that no longer give the same split raise ``SplitError`` (``strict``) or log a
+    warning: held-out items may then have been trained on."""
     split, again = assign_splits(items, info["val"], info["test"], info["seed"])
     if again["digest"] != info["digest"]:
-        raise SplitError("the features' items no longer give the run's split (digest differs): "
-                         "the features changed since training")
+        msg = (f"features give a different split than {what} was trained with (the items "
+               "changed since training); held-out items may have been trained on")
+        if strict:
+            raise SplitError(msg)
+        log.warning(msg)
     return split

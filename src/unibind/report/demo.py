@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -59,12 +57,11 @@ PAIR_ANCHORS = 5  # same-modality anchors for the pair-expanded example (unibind
 
 def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
     """Three example queries from held-out items: a sentence, a sound and a picture."""
-    from unibind.eval.evaluate import load_run_features, split_mask
     from unibind.run.folder import Run
 
     run = Run.load(run_path)
-    feats = load_run_features(run)
-    items = feats.items[split_mask(run, feats, "test", strict=False)]
+    feats = run.load_features()
+    items = feats.items[run.split_mask(feats, "test", strict=False)]
     if not len(items):
         items = feats.items
     root = (Path(feats.path) / feats.meta["manifest"]).resolve().parent
@@ -156,32 +153,22 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
             "examples": examples, "plots": plots, "report": report["report"], "seconds": times}
 
 
-def _f(x: Any) -> str:
-    return "  -  " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
-
-
 def demo_text(summary: dict[str, Any]) -> str:
     """The demo's printout: 3x3 table, modality shares, example queries, where things are."""
+    from unibind.report.tables import fmt, pair_grid, shares_table
     from unibind.search.space import format_results
 
     m = summary["metrics"]
-    mods = list(m["n_items"])
+    cm = m["cross_modal"]
     lines = [f"data: {summary['source']}", f"held-out ({m['split']}) items: "
              + ", ".join(f"{k} {v}" for k, v in m["n_items"].items()), "",
-             "R@10 query (row) -> target (column):",
-             "query\\target " + "".join(f"{t:>9}" for t in mods)]
-    for q in mods:
-        lines.append(f"{q:<12} " + "".join(f"{_f(m['pairs'].get(f'{q}->{t}', {}).get('R@10')):>9}"
-                                            for t in mods))
-    cm = m["cross_modal"]
-    lines += [f"cross-modal mean: R@1 {_f(cm['R@1'])}  R@10 {_f(cm['R@10'])}  "
-              f"mAP@10 {_f(cm['mAP@10'])}", "", "modality shares in a mixed top-10:"]
-    for mode, r in m.get("mixed", {}).items():
-        lines.append(f"  {mode:<11}" + "  ".join(f"{t} {_f(r['share@10'].get(t))}" for t in mods)
-                     + f"   (cross-modal R@10 {_f(r.get('R@10'))})")
+             pair_grid(m).text(),
+             f"cross-modal mean: R@1 {fmt(cm['R@1'])}  R@10 {fmt(cm['R@10'])}  "
+             f"mAP@10 {fmt(cm['mAP@10'])}"]
     if m.get("mixed"):
-        pool = next(iter(m["mixed"].values()))["pool_share"]
-        lines.append("  pool       " + "  ".join(f"{t} {_f(pool.get(t))}" for t in mods))
+        shares = shares_table(m)
+        shares.title = shares.title.lower()
+        lines += ["", shares.text(indent="  ")]
     lines.append(f"recommended mode: {m.get('search', {}).get('mode')}")
     for ex in summary["examples"]:
         lines += ["", format_results(ex)]

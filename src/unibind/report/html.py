@@ -1,5 +1,6 @@
-"""One self-contained HTML page about a run: data, training curve, 3x3 table, modality shares,
-the UMAP plots and example queries with their top results (images inlined as thumbnails)."""
+"""One self-contained HTML page about a run: data, training curve, 3x3 table, modality shares
+(``report.tables``), the 2-D plots and example queries with their top results (images inlined
+as thumbnails)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from unibind.features.store import load_features
-from unibind.modalities import MODALITIES
+from unibind.report import tables
+from unibind.report.plots import plot_files
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}img.plot{max-width:49%}
+text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}caption{text-align:left}img.plot{max-width:49%}
 .res{display:inline-block;width:150px;vertical-align:top;margin:4px;font-size:12px}
 .res img{max-width:140px;max-height:110px}code{background:#f6f6f6}"""
 
@@ -74,47 +75,22 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
     return buf.getvalue()
 
 
-def _f(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 def metric_table(metrics: dict[str, Any]) -> str:
-    """The 3x3 query -> target table (R@10 in the cells, all metrics below)."""
-    pairs = metrics.get("pairs", {})
-    mods = [m for m in MODALITIES if m in metrics.get("n_items", {})]
-    head = "".join(f"<th>{m}</th>" for m in mods)
-    rows = []
-    for q in mods:
-        cells = "".join(f"<td>{_f(pairs.get(f'{q}->{t}', {}).get('R@10'))}</td>" for t in mods)
-        rows.append(f"<tr><th class=l>{q}</th>{cells}</tr>")
-    grid = (f"<p>R@10, query (row) &rarr; target (column), class-level relevance</p>"
-            f"<table><tr><th class=l>query \\ target</th>{head}</tr>{''.join(rows)}</table>")
-    full = ["<table><tr><th class=l>pair</th>" + "".join(f"<th>{k}</th>" for k in METRICS)
-            + "<th>queries</th></tr>"]
-    for pair, v in pairs.items():
-        full.append(f"<tr><td class=l>{html.escape(pair)}</td>"
-                    + "".join(f"<td>{_f(v.get(k))}</td>" for k in METRICS)
-                    + f"<td>{v.get('queries', '')}</td></tr>")
-    return grid + "".join(full) + "</table>"
+    """The 3x3 query -> target grid (R@10) and every pair's metrics."""
+    grid = tables.pair_grid(metrics)
+    grid.title = "R@10, query (row) \u2192 target (column), class-level relevance"
+    return grid.html() + tables.pairs_table(metrics).html()
 
 
 def shares_table(metrics: dict[str, Any]) -> str:
-    mixed = metrics.get("mixed") or {}
-    if not mixed:
+    if not metrics.get("mixed"):
         return "<p>(no mixed-search measurements)</p>"
-    mods = list(next(iter(mixed.values()))["share@10"])
-    out = ["<table><tr><th class=l>mode</th>" + "".join(f"<th>share {m}</th>" for m in mods)
-           + "<th>cross-modal R@10</th></tr>"]
-    for mode, r in mixed.items():
-        out.append(f"<tr><td class=l>{mode}</td>"
-                   + "".join(f"<td>{_f(r['share@10'].get(m))}</td>" for m in mods)
-                   + f"<td>{_f(r.get('R@10'))}</td></tr>")
-    pool = next(iter(mixed.values())).get("pool_share", {})
-    out.append("<tr><td class=l>(pool)</td>" + "".join(f"<td>{_f(pool.get(m))}</td>"
-                                                        for m in mods) + "<td></td></tr>")
     rec = metrics.get("search", {})
-    return "".join(out) + (f"</table><p>Recommended mode: <code>{rec.get('mode')}</code> "
-                           f"(centred: {rec.get('center')}).</p>")
+    shares = tables.shares_table(metrics)
+    shares.title = ""  # the section heading says it
+    return (shares.html()
+            + f"<p>Recommended mode: <code>{html.escape(str(rec.get('mode')))}</code> "
+              f"(centred: {rec.get('center')}).</p>")
 
 
 def examples_html(examples: list[dict[str, Any]]) -> str:
@@ -174,7 +150,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     if examples is None and (run.path / "examples.json").is_file():
         examples = read_json(run.path / "examples.json")
     if plots is None:
-        plots = {k: str(run.path / "plots" / f"umap_by_{k}.png") for k in ("class", "modality")}
+        plots = plot_files(run.path / "plots")
     parts = [f"<!doctype html><meta charset=utf-8><title>unibind report: {run.path.name}"
              f"</title><style>{STYLE}</style><h1>unibind run <code>{html.escape(str(run.path))}"
              "</code></h1>", "<h2>Dataset</h2>", dataset_html(run), "<h2>Training curve</h2>"]
@@ -183,9 +159,10 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     parts.append(f"<h2>Held-out metrics ({metrics.get('split', 'test')} split)</h2>")
     parts.append(metric_table(metrics) if metrics else
                  "<p>(no metrics.json: run <code>unibind evaluate RUN</code>)</p>")
-    parts += ["<h2>Modality shares in a mixed top-10</h2>", shares_table(metrics),
-              "<h2>The space (UMAP)</h2>"]
     shown = [p for p in plots.values() if p and Path(p).is_file()]
+    methods = sorted({Path(p).name.split("_by_")[0].upper() for p in shown})
+    parts += ["<h2>Modality shares in a mixed top-10</h2>", shares_table(metrics),
+              f"<h2>The space ({' / '.join(methods) or 'a 2-D map'})</h2>"]
     parts += [f"<img class=plot src='{_png_uri(Path(p))}'>" for p in shown] or [
         "<p>(no plots: run <code>unibind plot RUN</code>)</p>"]
     parts += ["<h2>Example queries</h2>", examples_html(examples or [])]

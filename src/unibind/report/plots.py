@@ -1,9 +1,10 @@
-"""A 2-D map of a run's space: UMAP of every item (sampled when large), two PNGs.
+"""A 2-D map of a run's space: UMAP (or PCA) of every item (sampled when large), two PNGs.
 
-``umap_by_class.png`` colours points by label, ``umap_by_modality.png`` by modality (the
-reference's two plots). The 2-D coordinates are kept in ``coords.safetensors`` with a digest of
-what they were computed from, so a second call on unchanged inputs skips UMAP (and its numba
-compile, ~20-40 s per process).
+``<method>_by_class.png`` colours points by label, ``<method>_by_modality.png`` by modality (the
+reference's two plots), named after the method actually used: ``umap_by_*`` or ``pca_by_*`` (PCA
+when asked for, or when there are too few points for UMAP). The 2-D coordinates are kept in
+``coords.safetensors`` with a digest of what they were computed from, so a second call on
+unchanged inputs skips UMAP (and its numba compile, ~20-40 s per process).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from unibind.features.store import Features
-from unibind.modalities import MODALITIES
-from unibind.run.folder import Run, RunError
+from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -43,40 +43,42 @@ def sample_items(items: Any, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def run_embeddings(run: Run, feats: Features, center: bool = False
-                   ) -> tuple[Any, np.ndarray]:
-    """(items, unit vectors) for every item of a modality the run has a head for."""
-    tables, vecs = [], []
-    for m in MODALITIES:
-        if m not in feats.arrays or m not in run.modalities:
-            continue
-        table = feats.table(m)
-        tables.append(table)
-        vecs.append(run.project(m, feats.arrays[m][table["row"].to_numpy()], center=center))
-    if not tables:
-        raise RunError("the features share no modality with the run")
-    import pandas as pd
+METHODS = ("umap", "pca")
+UMAP_MIN_POINTS = 8
 
-    return pd.concat(tables, ignore_index=True), np.concatenate(vecs)
+
+def method_used(method: str, n: int) -> str:
+    """The layout method that runs for ``n`` points: UMAP needs ``UMAP_MIN_POINTS``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown layout method {method!r} (umap | pca)")
+    return "pca" if n < UMAP_MIN_POINTS else method
 
 
 def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
     """2-D coordinates: UMAP (cosine) or PCA (fast, for tests and tiny sets)."""
     n = len(x)
-    if method == "umap" and n >= 8:
+    if method_used(method, n) == "umap":
         import umap
 
         reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed,
                             n_jobs=1, init="spectral" if n > 32 else "random")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
-    if method not in ("umap", "pca"):
-        raise ValueError(f"unknown layout method {method!r} (umap | pca)")
     xc = x - x.mean(axis=0)
     if n < 2:
         return np.zeros((n, 2), np.float32)
     _, _, vt = np.linalg.svd(xc, full_matrices=False)
     out = xc @ vt[:2].T
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))).astype(np.float32)
+
+
+def plot_files(folder: str | os.PathLike) -> dict[str, str]:
+    """``{"class": png, "modality": png}`` of the newest plots in ``folder`` (any method)."""
+    found: dict[str, Path] = {}
+    for kind in ("class", "modality"):
+        pngs = [p for p in (Path(folder) / f"{m}_by_{kind}.png" for m in METHODS) if p.is_file()]
+        if pngs:
+            found[kind] = max(pngs, key=lambda p: p.stat().st_mtime_ns)
+    return {k: str(p) for k, p in found.items()}
 
 
 def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
@@ -114,11 +116,13 @@ def _digest(vectors: np.ndarray, method: str, seed: int) -> str:
 def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
              max_points: int = 5000, method: str = "umap", seed: int = 0,
              features: Features | str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write ``umap_by_class.png`` and ``umap_by_modality.png`` (default folder RUN/plots)."""
+    """Write ``<method>_by_class.png`` and ``<method>_by_modality.png`` (default folder
+    RUN/plots; ``method``: umap, or pca, also used when there are too few points for UMAP)."""
     run = Run.load(run_path)
     feats = run.load_features(features)
     out = Path(out) if out else run.path / "plots"
-    items, vecs = run_embeddings(run, feats, center=run.search_center)
+    emb = run.embed(feats, center=run.search_center)
+    items, vecs = emb.items, emb.matrix()
     pick = sample_items(items, max_points, seed)
     items, vecs = items.iloc[pick].reset_index(drop=True), vecs[pick]
     digest = _digest(vecs, method, seed)
@@ -135,13 +139,14 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
         out.mkdir(parents=True, exist_ok=True)
         save_file({"coords": coords, "digest": np.frombuffer(digest.encode(), np.uint8).copy()},
                   str(cache))
-    name = "UMAP" if method == "umap" else "PCA"
-    paths = {"class": out / "umap_by_class.png", "modality": out / "umap_by_modality.png"}
+    used = method_used(method, len(vecs))
+    name = used.upper()
+    paths = {kind: out / f"{used}_by_{kind}.png" for kind in ("class", "modality")}
     _scatter(coords, items["label"].astype(str).to_numpy(), f"{name} of the space, by class",
              paths["class"])
     _scatter(coords, items["modality"].astype(str).to_numpy(),
              f"{name} of the space, by modality", paths["modality"], MODALITY_COLORS,
              MODALITY_MARKERS)
     return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
-            "points": int(len(items)), "total": int(len(feats.items)), "method": method,
+            "points": int(len(items)), "total": int(len(feats.items)), "method": used,
             "center": run.search_center}

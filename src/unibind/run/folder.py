@@ -12,16 +12,20 @@ Later stages (evaluate, index, search, plot, report) read runs only through this
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from unibind.errors import UsageError
+from unibind.features.splits import SPLITS, check_split
 from unibind.features.store import Features, load_features, resolve_encoder_sources
+from unibind.run.embed import Embedded, embed_items, project
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.util.atomic import atomic_folder
 from unibind.util.digests import sha256_file
@@ -96,23 +100,71 @@ class Run:
     def head_digest(self) -> str:
         return self.info["head_digest"]
 
-    @torch.no_grad()
-    def project(self, modality: str, x: np.ndarray, center: bool = False,
-                batch: int = 65536) -> np.ndarray:
+    def split_mask(self, feats: Features, split: str, strict: bool = True) -> np.ndarray:
+        """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe.
+
+        The split is recomputed from the parameters stored in run.json; features that no longer
+        give the same split are refused (``strict``) or only warned about."""
+        if split == "all":
+            return np.ones(len(feats.items), dtype=bool)
+        if split not in SPLITS:
+            raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} "
+                             "or all")
+        info = self.info.get("split") or {}
+        if not info:
+            raise RunError(f"run {self.path} stores no split information")
+        assigned = check_split(feats.items, info, strict=strict, what=f"run {self.path}")
+        return (assigned == split).to_numpy()
+
+    def project(self, modality: str, x: np.ndarray, center: bool = False) -> np.ndarray:
         """Encoder features ``[n, d_m]`` -> unit vectors ``[n, D]`` (float32).
 
         ``center=True`` subtracts the modality's training mean (stored with the run) and
         re-normalises, which closes the modality gap for mixed searches."""
-        x = np.asarray(x, dtype=np.float32)
-        out = np.empty((x.shape[0], self.embed_dim), dtype=np.float32)
-        for start in range(0, x.shape[0], batch):
-            out[start:start + batch] = self.heads.embed(
-                modality, torch.from_numpy(x[start:start + batch])).numpy()
-        if center:
-            if modality not in self.centers:
-                raise RunError(f"run {self.path} stores no centre for {modality!r}")
-            out -= self.centers[modality]
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        if modality not in self.modalities:
+            raise RunError(f"run {self.path} has no {modality} head (it has "
+                           f"{', '.join(self.modalities)})")
+        centers = self._centers([modality], center)
+        return project(self.heads, modality, x, None if centers is None else centers[modality])
+
+    def _centers(self, modalities: list[str], center: bool) -> dict[str, np.ndarray] | None:
+        if not center:
+            return None
+        missing = [m for m in modalities if m not in self.centers]
+        if missing:
+            raise RunError(f"run {self.path} stores no centre for {', '.join(missing)}")
+        return self.centers
+
+    def embed(self, data: Features | str | os.PathLike | Mapping[str, np.ndarray] | None = None,
+              *, split: str | None = None, mask: np.ndarray | None = None, strict: bool = True,
+              center: bool = False, max_per_modality: int = 0, seed: int = 0) -> Embedded:
+        """Unit vectors of items in the run's space.
+
+        ``data``: a features set (a folder, ``Features``, or ``None``: the features the run was
+        trained on), or raw encoder features ``{modality: [n, d_m]}``. For features sets:
+        ``split`` (see ``split_mask``) and/or a boolean ``mask`` over ``items`` select items,
+        ``max_per_modality`` subsamples each modality (``seed``). ``center``: subtract the
+        run's per-modality training centres and re-normalise."""
+        if isinstance(data, Mapping):
+            if split is not None or mask is not None or max_per_modality:
+                raise UsageError("split, mask and max_per_modality select items of a features "
+                                 "set; raw arrays are embedded whole")
+            vectors = {m: self.project(m, x, center=center) for m, x in data.items()}
+            items = pd.DataFrame({"modality": [m for m, v in vectors.items() for _ in v],
+                                  "row": [i for v in vectors.values() for i in range(len(v))]})
+            return Embedded(items=items, vectors=vectors)
+        feats = self.load_features(data)
+        shared = [m for m in feats.modalities if m in self.modalities]
+        if split is not None:
+            pick = self.split_mask(feats, split, strict)
+            mask = pick if mask is None else pick & np.asarray(mask, dtype=bool)
+        out = embed_items(self.heads, feats, mask, max_per_modality, seed,
+                          self._centers(shared, center))
+        if not out.vectors:
+            which = f"{split} " if split else ""
+            raise RunError(f"no {which}items of a modality the run has heads for (run: "
+                           f"{', '.join(self.modalities)}; features: "
+                           f"{', '.join(feats.modalities) or 'none'})")
         return out
 
 

@@ -186,9 +186,10 @@ def load_index(path: str | os.PathLike) -> SpaceIndex:
     return SpaceIndex(path=path, meta=meta, items=items, parts=parts)
 
 
-def item_table(feats: Features) -> pd.DataFrame:
-    """Feature items with media paths made absolute (so results can be opened anywhere)."""
-    items = feats.items.copy()
+def item_table(feats: Features, items: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows of ``items`` (default: every feature item) with the metadata columns filled and
+    media paths made absolute (so results can be opened anywhere)."""
+    items = (feats.items if items is None else items).copy()
     for col in META_COLUMNS:
         if col not in items:
             items[col] = ""
@@ -202,19 +203,11 @@ def item_table(feats: Features) -> pd.DataFrame:
     return items
 
 
-def project_features(run: Run, feats: Features, center: bool
-                     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def embed_features(run: Run, feats: Features, center: bool
+                   ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Items (modalities the run has heads for, in matrix order) and their unit vectors."""
-    items, tables, vectors = item_table(feats), [], {}
-    for m in MODALITIES:
-        if m not in feats.arrays or m not in run.modalities:
-            continue
-        table = items[items["modality"] == m].sort_values("row")
-        vectors[m] = run.project(m, feats.arrays[m][table["row"].to_numpy()], center=center)
-        tables.append(table)
-    if not tables:
-        raise SpaceIndexError(f"features share no modality with the run ({run.modalities})")
-    return pd.concat(tables, ignore_index=True), vectors
+    emb = run.embed(feats, center=center)
+    return item_table(feats, emb.items), emb.vectors
 
 
 def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -226,7 +219,7 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     feats = run.load_features(features)
     if center is None:
         center = run.search_center
-    items, vectors = project_features(run, feats, center)
+    items, vectors = embed_features(run, feats, center)
     meta = {"format": FORMAT, "run": str(Path(run.path).resolve()), "provenance": provenance(run),
             "center": center, "memory_budget_gb": memory_budget_gb, "metric": "inner_product"}
     index = SpaceIndex(path=None, meta=meta, items=items.iloc[:0][list(META_COLUMNS)],
@@ -294,7 +287,7 @@ def add_items(run_path: str | os.PathLike, manifest: str | os.PathLike,
                 if enc.get("fingerprint") != want:
                     raise IndexMismatch(f"{m} items were embedded with encoder fingerprint "
                                         f"{enc.get('fingerprint')} but the index holds {want}")
-            items, vectors = project_features(run, feats, index.center)
+            items, vectors = embed_features(run, feats, index.center)
     finally:
         part.unlink(missing_ok=True)
     added = index.add(items, vectors)

@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unibind.errors import UsageError
 from unibind.util.jsonio import from_dict, read_json
 
 PAIRS = ("text-image", "text-audio", "image-audio")
+PATHS = ("heads", "finetune")  # heads-only training (`train`), fine-tuning (`train --finetune`)
+
+
+class ConfigError(UsageError):
+    """A training config with a wrong value, or a field the chosen training path cannot use."""
 
 
 def _equal(w: float) -> dict[str, float]:
@@ -61,9 +67,15 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+# The training path that reads each field; every field not named here is read by both. A path
+# refuses a config whose other-path fields differ from its preset (values it would ignore).
+FIELD_PATHS: dict[str, str] = {"batch_size": "heads", "finetune_layers": "finetune",
+                               "backbone_lr": "finetune", "finetune_batch_size": "finetune"}
+
+
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]
 
 
@@ -85,13 +97,29 @@ def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-def check_config(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig, path: str | None = None, base: TrainConfig | None = None
+                 ) -> None:
+    """Refuse wrong values; with ``path`` and ``base`` (the preset ``cfg`` started from) also a
+    field that ``path`` does not read but that was changed from ``base``."""
     if cfg.positives not in ("instance", "class"):
-        raise ValueError(f"positives must be instance or class, not {cfg.positives!r}")
+        raise ConfigError(f"positives must be instance or class, not {cfg.positives!r}")
     if cfg.schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
+        raise ConfigError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
     unknown = sorted(set(cfg.pair_weights) - set(PAIRS))
     if unknown:
-        raise ValueError(f"unknown pair weight keys {unknown}; expected {PAIRS}")
-    if cfg.batch_size < 2 or cfg.epochs < 1 or cfg.embed_dim < 1:
-        raise ValueError("batch_size >= 2, epochs >= 1 and embed_dim >= 1 are required")
+        raise ConfigError(f"unknown pair weight keys {unknown}; expected {PAIRS}")
+    if cfg.batch_size < 2 or cfg.finetune_batch_size < 2 or cfg.epochs < 1 or cfg.embed_dim < 1:
+        raise ConfigError("batch_size >= 2, finetune_batch_size >= 2, epochs >= 1 and "
+                          "embed_dim >= 1 are required")
+    if path is None or base is None:
+        return
+    for name, owner in FIELD_PATHS.items():
+        if owner != path and getattr(cfg, name) != getattr(base, name):
+            raise ConfigError(
+                f"{name}={getattr(cfg, name)!r} is read by {_PATH_NAMES[owner]} only; "
+                f"{_PATH_NAMES[path]} would ignore it (its preset has "
+                f"{getattr(base, name)!r})" + _HINTS.get(name, ""))
+
+
+_PATH_NAMES = {"heads": "heads-only training", "finetune": "fine-tuning (--finetune)"}
+_HINTS = {"batch_size": "; fine-tuning reads finetune_batch_size"}

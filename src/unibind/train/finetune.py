@@ -1,8 +1,9 @@
 """``train --finetune``: train the encoders (all, or the last N layers) together with the heads.
 
 This is what the reference did (every backbone trained). It runs on raw inputs read through the
-features folder's manifest, with the same triplets, loss, presets and held-out split as heads-only
-training. The run then carries what it needs to be used like any other run:
+features folder's manifest, through the same fit loop as heads-only training (``train.loop``:
+triplets, loss, schedule, held-out split, early stopping); only the embedding step differs.
+The run then carries what it needs to be used like any other run:
 
     RUN/encoders/<modality>/   the fine-tuned encoder (``save_pretrained`` + its preprocessor);
                                ``run.json["encoders"][m]["spec"]["source"]`` points here
@@ -15,25 +16,19 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.manifest import read_manifest
-from unibind.features.splits import assign_splits
 from unibind.features.store import Features, load_features, save_features
 from unibind.run.folder import save_run
-from unibind.run.heads import Heads
-from unibind.train.batches import Triplets
 from unibind.train.config import TrainConfig, check_config, preset
-from unibind.train.fit import FitResult, make_heads, run_info, space_stats, torch_threads
-from unibind.train.losses import total_loss
+from unibind.train.fit import preset_base, run_info, space_stats, torch_threads
+from unibind.train.loop import fit_loop
 
 log = logging.getLogger(__name__)
 PREPROCESSORS = ("tokenizer", "processor", "extractor", "feature_extractor")
@@ -83,18 +78,23 @@ def item_inputs(feats: Features) -> dict[str, list[Any]]:
 
 
 class Backbones:
-    """The encoders being fine-tuned, with a cache of decoded inputs."""
+    """The embedding step of fine-tuning (``train.loop.EmbeddingStep``): the encoders being
+    trained, run on the raw inputs (decoded inputs are cached)."""
+
+    path = "finetune"
+    cap_batches = True
 
     def __init__(self, encoders: dict[str, Any], inputs: dict[str, list[Any]],
-                 cache_items: int = 4096):
-        self.encoders, self.inputs = encoders, inputs
+                 device: torch.device | None = None, cache_items: int = 4096):
+        self.encoders, self.raw = encoders, inputs
+        self.device = device or torch.device("cpu")
         self.cache: dict[tuple[str, int], Any] = {}
         self.cache_items = cache_items
 
     def decoded(self, m: str, row: int) -> Any:
         key = (m, int(row))
         if key not in self.cache:
-            value = self.encoders[m].load(self.inputs[m][int(row)])
+            value = self.encoders[m].load(self.raw[m][int(row)])
             if len(self.cache) >= self.cache_items:
                 return value
             self.cache[key] = value
@@ -103,6 +103,20 @@ class Backbones:
     def features(self, m: str, rows: np.ndarray) -> torch.Tensor:
         enc = self.encoders[m]
         return enc.forward([self.decoded(m, r) for r in rows]).float()
+
+    def batch_size(self, cfg: TrainConfig) -> int:
+        return cfg.finetune_batch_size
+
+    def param_groups(self, cfg: TrainConfig) -> list[dict[str, Any]]:
+        return [{"params": self.parameters(), "lr": cfg.backbone_lr}]
+
+    def inputs(self, m: str, rows: np.ndarray) -> torch.Tensor:
+        here = rows >= 0
+        x = torch.zeros(len(rows), self.encoders[m].dim, device=self.device)
+        if here.any():
+            x[torch.from_numpy(here).to(self.device)] = self.features(m, rows[here]).to(
+                self.device)
+        return x
 
     @torch.no_grad()
     def encode(self, m: str, rows: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -128,102 +142,6 @@ class Backbones:
             self.encoders[m].model.load_state_dict(sd)
 
 
-def _val_metric(heads: Heads, bb: Backbones, feats: Features, split: np.ndarray,
-                max_n: int) -> float:
-    embs, labels = {}, {}
-    for m in feats.modalities:
-        rows = feats.table(m)[_mask_of(feats, split, m, "val")].iloc[:max_n]
-        if len(rows):
-            x = torch.from_numpy(bb.encode(m, rows["row"].to_numpy()))
-            with torch.no_grad():
-                embs[m] = heads.embed(m, x.to(next(heads.parameters()).device)).cpu().numpy()
-            labels[m] = rows["label"].astype(str).to_numpy()
-    return cross_modal_mean(pair_metrics(embs, labels, ks=(1,)))
-
-
-def _mask_of(feats: Features, split: np.ndarray, m: str, which: str) -> np.ndarray:
-    """Boolean over ``feats.table(m)`` rows: items of modality ``m`` in split ``which``."""
-    by_id = pd.Series(split, index=feats.items["id"].to_numpy())
-    return (by_id.loc[feats.table(m)["id"].to_numpy()] == which).to_numpy()
-
-
-def finetune_fit(feats: Features, bb: Backbones, cfg: TrainConfig, seed: int,
-                 device: torch.device) -> FitResult:
-    check_config(cfg)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    split, split_info = assign_splits(feats.items, cfg.val_fraction, cfg.test_fraction, 0)
-    split = split.to_numpy()
-    mods = feats.modalities
-    trip = Triplets.from_items(feats.items[split == "train"], mods, seed)
-    heads = make_heads(feats, cfg).to(device)
-    labels = torch.from_numpy(trip.labels.copy()).to(device)
-    opt = torch.optim.AdamW([
-        {"params": [p for p in heads.parameters() if p.requires_grad], "lr": cfg.lr},
-        {"params": bb.parameters(), "lr": cfg.backbone_lr}], weight_decay=cfg.weight_decay)
-    bs = cfg.finetune_batch_size
-    has_val = bool((split == "val").any())
-    curve, best, best_state, since, stopped = [], -1.0, None, 0, False
-    best_epoch, t_start = 0, time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        heads.train()
-        bb.train(True)
-        rows = trip.sample(rng)
-        perm = rng.permutation(trip.n_groups)
-        losses = []
-        for start in range(0, trip.n_groups - 1, bs):
-            idx = perm[start:start + bs]
-            if len(idx) < 2:
-                continue
-            embs, present = {}, {}
-            for m in mods:
-                r = rows[m][idx]
-                here = r >= 0
-                present[m] = torch.from_numpy(here).to(device)
-                x = torch.zeros(len(idx), feats.dims[m], device=device)
-                if here.any():
-                    x[present[m]] = bb.features(m, r[here]).to(device)
-                embs[m] = heads.embed(m, x)
-            loss, _ = total_loss(embs, present, labels[torch.from_numpy(idx).to(device)],
-                                 heads.logit_scale(), cfg.pair_weights, cfg.positives,
-                                 cfg.mse_weight)
-            if not loss.requires_grad:
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        entry: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses or [np.nan])),
-                                 "logit_scale": float(heads.logit_scale().detach()),
-                                 "seconds": time.perf_counter() - t0}
-        if has_val:
-            heads.eval()
-            entry["val_mAP@10"] = _val_metric(heads, bb, feats, split, cfg.val_queries)
-            if entry["val_mAP@10"] > best:
-                best, best_epoch, since = entry["val_mAP@10"], epoch, 0
-                if cfg.patience > 0:
-                    best_state = (copy.deepcopy(heads.state_dict()), bb.state())
-            else:
-                since += 1
-        curve.append(entry)
-        log.info("finetune epoch %d/%d loss %.4f val mAP@10 %s", epoch, cfg.epochs,
-                 entry["loss"], entry.get("val_mAP@10"))
-        if has_val and cfg.patience > 0 and since >= cfg.patience:
-            stopped = True
-            break
-    if best_state is not None:
-        heads.load_state_dict(best_state[0])
-        bb.load_state(best_state[1])
-    else:
-        best_epoch, best = len(curve), curve[-1].get("val_mAP@10", -1.0)
-    heads.eval()
-    bb.train(False)
-    return FitResult(heads=heads.cpu(), curve=curve, best_epoch=best_epoch,
-                     best_val=best if has_val else None, stopped_early=stopped,
-                     seconds=time.perf_counter() - t_start, split=split, split_info=split_info)
-
-
 def save_encoder(enc: Any, folder: Path) -> None:
     """``save_pretrained`` of the model and of its preprocessor (tokenizer/processor)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -235,22 +153,26 @@ def save_encoder(enc: Any, folder: Path) -> None:
 
 def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: str = "default",
              config: TrainConfig | None = None, seed: int = 0,
-             device: torch.device | str | None = None, threads: int | None = None
-             ) -> dict[str, Any]:
-    """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``."""
+             device: torch.device | str | None = None, threads: int | None = None,
+             split_seed: int = 0) -> dict[str, Any]:
+    """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``.
+
+    The same fit loop as heads-only training (``train.loop.fit_loop``), with ``Backbones`` as
+    its embedding step."""
     from unibind.encoders import fingerprint, identity, load_encoder
     from unibind.encoders.spec import EncoderSpec
 
     feats = load_features(features)
     cfg = config or preset(preset_name)
+    check_config(cfg, Backbones.path, preset_base(preset_name))  # before loading any encoder
     device = torch.device(device) if device is not None else torch.device("cpu")
     inputs = item_inputs(feats)
     encoders = {m: load_encoder(feats.meta["encoders"][m]["spec"], device=device)
                 for m in feats.modalities}
     trainable = {m: set_trainable(enc.model, cfg.finetune_layers) for m, enc in encoders.items()}
-    bb = Backbones(encoders, inputs)
+    bb = Backbones(encoders, inputs, device)
     with torch_threads(threads):
-        res = finetune_fit(feats, bb, cfg, seed, device)
+        res = fit_loop(feats, cfg, bb, seed, split_seed, preset_base(preset_name))
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)
     stats = space_stats(res.heads, tuned, res.split)

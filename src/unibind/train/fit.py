@@ -1,19 +1,16 @@
 """features -> run: train per-modality heads contrastively on the training split.
 
-``fit`` is the in-memory loop (used by ``train`` and ``tune``); ``train`` adds the held-out split,
-centres, score calibration, the recommended search mode and writes the run folder.
+``fit`` runs the one fit loop (``train.loop``) over the stored features (used by ``train`` and
+``tune``); ``train`` adds centres, score calibration, the recommended search mode and writes the
+run folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import logging
-import math
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +25,16 @@ from unibind.eval.calibration import (
     recommend,
     score_stats,
 )
-from unibind.eval.metrics import cross_modal_mean, pair_metrics
-from unibind.features.splits import assign_splits
 from unibind.features.store import Features, load_features
+from unibind.run.embed import embed_items
 from unibind.run.folder import save_run
-from unibind.run.heads import Heads, HeadsConfig
-from unibind.train.batches import Triplets
-from unibind.train.config import TrainConfig, check_config, preset
-from unibind.train.losses import total_loss
+from unibind.run.heads import Heads
+from unibind.train.config import PRESETS, TrainConfig, preset
+from unibind.train.loop import FeatureStep, FitResult, fit_loop
 from unibind.util.jsonio import to_dict
 
 log = logging.getLogger(__name__)
 FORMAT = 1
-
-
-@dataclass
-class FitResult:
-    heads: Heads
-    curve: list[dict[str, Any]]
-    best_epoch: int
-    best_val: float | None
-    stopped_early: bool
-    seconds: float
-    split: Any = None
-    split_info: dict[str, Any] = field(default_factory=dict)
 
 
 def data_digest(features: Features) -> str:
@@ -64,44 +47,6 @@ def data_digest(features: Features) -> str:
         h.update(f"{m}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def make_heads(features: Features, cfg: TrainConfig) -> Heads:
-    dims = {m: features.dims[m] for m in features.modalities}  # canonical order: same init
-    hcfg = HeadsConfig(dims=dims, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
-                       dropout=cfg.dropout, logit_scale_init=1.0 / cfg.temperature,
-                       logit_scale_max=cfg.logit_scale_max)
-    heads = Heads(hcfg)
-    heads.log_logit_scale.requires_grad_(cfg.learn_scale)
-    return heads
-
-
-@torch.no_grad()
-def embed_items(heads: Heads, features: Features, mask: np.ndarray, max_per_modality: int = 0,
-                seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Unit embeddings and labels of the selected items, per modality (optionally subsampled)."""
-    was = heads.training
-    heads.eval()
-    items = features.items[mask]
-    embs, labels = {}, {}
-    rng = np.random.default_rng(seed)
-    for m in features.modalities:
-        sub = items[items["modality"] == m]
-        if max_per_modality and len(sub) > max_per_modality:
-            sub = sub.iloc[np.sort(rng.choice(len(sub), max_per_modality, replace=False))]
-        if len(sub) == 0:
-            continue
-        x = torch.from_numpy(features.arrays[m][sub["row"].to_numpy()])
-        embs[m] = heads.embed(m, x).numpy()
-        labels[m] = sub["label"].astype(str).to_numpy()
-    heads.train(was)
-    return embs, labels
-
-
-def _lr_lambda(cfg: TrainConfig, total_steps: int):
-    if cfg.schedule == "constant":
-        return lambda step: 1.0
-    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 @contextlib.contextmanager
@@ -117,110 +62,33 @@ def torch_threads(n: int | None):
 
 
 def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
-        threads: int | None = 1) -> FitResult:
-    """Train heads on the training split; early stopping on validation cross-modal mAP@10.
+        threads: int | None = 1, base: TrainConfig | None = None) -> FitResult:
+    """Train heads on the training split (``train.loop.fit_loop`` over the stored features).
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
-    fastest for small heads on a busy CPU and makes the float sums thread-count independent."""
+    fastest for small heads on a busy CPU and makes the float sums thread-count independent.
+    ``base``: the preset ``cfg`` came from; fine-tuning fields changed from it are refused."""
     with torch_threads(threads):
-        return _fit(features, cfg, seed, split_seed)
+        return fit_loop(features, cfg, FeatureStep(features), seed, split_seed, base)
 
 
-def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int) -> FitResult:
-    check_config(cfg)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    split, split_info = assign_splits(features.items, cfg.val_fraction, cfg.test_fraction,
-                                      split_seed)
-    split = split.to_numpy()
-    mods = features.modalities
-    trip = Triplets.from_items(features.items[split == "train"], mods, seed)
-    if trip.n_groups < 2:
-        raise ValueError(f"only {trip.n_groups} training group(s): nothing to contrast")
-    xs = {m: torch.from_numpy(np.ascontiguousarray(features.arrays[m])) for m in mods}
-    labels = torch.from_numpy(trip.labels.copy())
-    heads = make_heads(features, cfg)
-    params = [p for p in heads.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(trip.n_groups // cfg.batch_size, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * cfg.epochs))
-    has_val = bool((split == "val").any())
-    curve: list[dict[str, Any]] = []
-    best_val, best_epoch, best_state, since = -1.0, 0, None, 0
-    stopped, t_start = False, time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        heads.train()
-        rows = trip.sample(rng)
-        perm = rng.permutation(trip.n_groups)
-        loss_sum, n_batches, parts_sum = 0.0, 0, {}
-        for b in range(steps_per_epoch):
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size] if b < steps_per_epoch - 1 \
-                else perm[b * cfg.batch_size:]
-            present, embs = {}, {}
-            for m in mods:
-                r = rows[m][idx]
-                present[m] = torch.from_numpy(r >= 0)
-                embs[m] = heads.embed(m, xs[m][torch.from_numpy(np.maximum(r, 0))])
-            loss, parts = total_loss(embs, present, labels[torch.from_numpy(idx)],
-                                     heads.logit_scale(), cfg.pair_weights, cfg.positives,
-                                     cfg.mse_weight)
-            if not loss.requires_grad:
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach())
-            n_batches += 1
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
-        entry: dict[str, Any] = {
-            "epoch": epoch, "loss": loss_sum / max(n_batches, 1),
-            "parts": {k: v / max(n_batches, 1) for k, v in parts_sum.items()},
-            "logit_scale": float(heads.logit_scale().detach()),
-            "lr": float(sched.get_last_lr()[0]), "seconds": time.perf_counter() - t0}
-        if has_val:
-            t1 = time.perf_counter()
-            ve, vl = embed_items(heads, features, split == "val", cfg.val_queries, seed=0)
-            entry["val_mAP@10"] = cross_modal_mean(pair_metrics(ve, vl, ks=(1,)))
-            entry["val_seconds"] = time.perf_counter() - t1
-            if entry["val_mAP@10"] > best_val:
-                best_val, best_epoch, since = entry["val_mAP@10"], epoch, 0
-                best_state = copy.deepcopy(heads.state_dict())
-            else:
-                since += 1
-        curve.append(entry)
-        log.info("epoch %d/%d loss %.4f val mAP@10 %s (%.2fs)", epoch, cfg.epochs,
-                 entry["loss"], f"{entry.get('val_mAP@10', float('nan')):.4f}",
-                 entry["seconds"])
-        if has_val and cfg.patience > 0 and since >= cfg.patience:
-            stopped = True
-            log.info("early stop: no validation gain for %d epochs", cfg.patience)
-            break
-    if cfg.patience > 0 and best_state is not None:
-        heads.load_state_dict(best_state)
-    else:
-        best_epoch = len(curve)
-        best_val = curve[-1].get("val_mAP@10")
-    heads.eval()
-    return FitResult(heads=heads, curve=curve, best_epoch=best_epoch,
-                     best_val=best_val if has_val else None, stopped_early=stopped,
-                     seconds=time.perf_counter() - t_start, split=split, split_info=split_info)
+def preset_base(preset_name: str) -> TrainConfig | None:
+    """The preset a config started from (``None`` for a name that is no preset)."""
+    return PRESETS.get(preset_name)
 
 
 def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str, Any]:
     """Centres + calibration (training data) and the recommended mixed mode (validation)."""
-    train_e, _ = embed_items(heads, features, split == "train", 20000, seed=0)
+    train_e = embed_items(heads, features, split == "train", 20000, seed=0).vectors
     centers = modality_centers(train_e)
     calib, calib_pairs = score_stats(train_e)
     calib_c, calib_pairs_c = score_stats(apply_centers(train_e, centers))
     search: dict[str, Any] = {"center": False, "mode": "balanced", "rule": "no validation data"}
     if (split == "val").any():
-        ve, vl = embed_items(heads, features, split == "val", 2000, seed=0)
-        if len(ve) > 1:
-            search = recommend(compare_modes(ve, vl, centers, calib_pairs),
-                               per_target_r(ve, vl))
+        val = embed_items(heads, features, split == "val", 2000, seed=0)
+        if len(val.vectors) > 1:
+            search = recommend(compare_modes(val.vectors, val.labels, centers, calib_pairs),
+                               per_target_r(val.vectors, val.labels))
     return {"centers": centers, "calibration": calib, "calibration_pairs": calib_pairs,
             "calibration_centered": calib_c, "calibration_pairs_centered": calib_pairs_c,
             "search": search}
@@ -232,7 +100,8 @@ def train(features: Features | str | os.PathLike, out: str | os.PathLike,
     """Train heads on ``features`` and write a run folder at ``out``; returns a summary."""
     feats = features if isinstance(features, Features) else load_features(features)
     cfg = config or preset(preset_name)
-    res = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads)
+    res = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
+              base=preset_base(preset_name))
     stats = space_stats(res.heads, feats, res.split)
     out = Path(out)
     info = run_info(feats, out, preset_name, cfg, seed, res, stats)

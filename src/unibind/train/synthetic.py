@@ -7,8 +7,8 @@ per-modality offset (so a modality gap exists). Text is the least noisy modality
 makes raw mixed searches favour text the way the reference's did.
 
 The generator is a pure function of ``SyntheticSpec``; the spec is stored in the features meta
-(``meta["synthetic"]``) so the class prompt vectors for zero-shot evaluation can be regenerated
-(``label_vectors``).
+(``meta["synthetic"]``), with the text features of each class prompt (``meta["class_prompts"]``,
+the noiseless caption of each class, ``label_vectors``) that zero-shot evaluation reads.
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ def synthetic_meta(spec: SyntheticSpec) -> dict[str, Any]:
                              "revision": "", "options": {}},
                     "identity": {"synthetic": sdict}, "fingerprint": f"synthetic-{m}-{fp}",
                     "dim": int(d)} for m, d in spec.dims.items()}
-    return {"encoders": encoders, "synthetic": sdict}
+    meta: dict[str, Any] = {"encoders": encoders, "synthetic": sdict}
+    if "text" in spec.dims:
+        names, vecs = label_vectors(spec)
+        meta["class_prompts"] = {"names": names, "features": vecs.astype(float).tolist()}
+    return meta
 
 
 def spec_from_meta(meta: dict[str, Any]) -> SyntheticSpec | None:
