@@ -81,11 +81,15 @@ def test_cli_finetune_last_layer(tuned, tmp_path):
     root, _ = tuned
     res = CliRunner().invoke(app, ["train", str(root / "feats"), "--out", str(tmp_path / "r"),
                                    "--finetune", "--finetune-layers", "1", "--epochs", "1",
-                                   "--device", "cpu", "--threads", "1", "--json"])
+                                   "--batch-size", "4", "--device", "cpu", "--threads", "1",
+                                   "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["finetune"]["layers"] == 1 and summary["epochs"] == 1
-    assert Run.load(tmp_path / "r").info["finetune"]["layers"] == 1
+    info = Run.load(tmp_path / "r").info
+    assert info["finetune"]["layers"] == 1
+    assert info["config"]["finetune_batch_size"] == 4  # --batch-size is the fine-tuning batch
+    assert info["config"]["batch_size"] == 64
 
 
 def test_finetuned_run_can_be_moved(tuned, tmp_path):

@@ -73,3 +73,15 @@ def test_layout_methods():
     assert layout(x[:1], method="umap").shape == (1, 2)  # too few points: PCA fallback
     with pytest.raises(ValueError, match="umap"):
         layout(x, method="tsne")
+
+
+def test_files_are_named_after_the_method_used(tmp_path: Path):
+    from unibind.report.plots import plot_files
+
+    run = clustered_run(tmp_path, n=2)  # 6 points: too few for UMAP, PCA runs instead
+    summary = plot_run(run, method="umap")
+    assert summary["method"] == "pca"
+    assert summary["by_class"] == str(run / "plots" / "pca_by_class.png")
+    assert not list((run / "plots").glob("umap_*"))
+    assert plot_files(run / "plots") == {"class": summary["by_class"],
+                                         "modality": summary["by_modality"]}

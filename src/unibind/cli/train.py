@@ -20,7 +20,8 @@ def train(features: Path = FEATURES_ARG,
           epochs: int = typer.Option(None, min=1, help="Override the preset's epochs."),
           embed_dim: int = typer.Option(None, min=1, help="Override the shared dim D."),
           lr: float = typer.Option(None, help="Override the learning rate."),
-          batch_size: int = typer.Option(None, min=2, help="Override the batch size."),
+          batch_size: int = typer.Option(None, min=2, help="Override the batch size (with "
+                                         "--finetune: the fine-tuning batch size)."),
           positives: str = typer.Option(None, help="Override positives: instance | class."),
           finetune: bool = typer.Option(False, "--finetune",
                                         help="Train the encoders too, on raw inputs."),
@@ -37,8 +38,9 @@ def train(features: Path = FEATURES_ARG,
     try:
         base = get_preset(preset)
         cfg = load_train_config(config, base) if config else base
-        cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, batch_size=batch_size,
-                       positives=positives, finetune_layers=finetune_layers)
+        batch = {"finetune_batch_size" if finetune else "batch_size": batch_size}
+        cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, positives=positives,
+                       finetune_layers=finetune_layers, **batch)
         if finetune:
             from unibind.train.finetune import finetune as run_finetune
             from unibind.util.runtime import pick_device
