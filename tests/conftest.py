@@ -60,6 +60,16 @@ def make_media_folder(root: Path, per_label: int = 2, seconds: float = 1.5) -> P
     return root
 
 
+def tiny_features(root: Path, per_label: int = 6, seconds: float = 0.5) -> Path:
+    """``root/feats``: a media folder (``root/dataset``) extracted with the tiny profile."""
+    from unibind.data.folder import build_folder_manifest
+    from unibind.features.extract import extract
+
+    manifest = build_folder_manifest(make_media_folder(root / "dataset", per_label, seconds))
+    extract(manifest, root / "feats", profile="tiny", cache_dir=root / "cache")
+    return root / "feats"
+
+
 @pytest.fixture
 def media_folder(tmp_path: Path) -> Path:
     return make_media_folder(tmp_path / "dataset")

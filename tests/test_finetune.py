@@ -6,24 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from unibind.data.folder import build_folder_manifest
 from unibind.encoders import load_encoder, resolve_profile
 from unibind.eval.evaluate import evaluate
-from unibind.features.extract import extract
 from unibind.features.store import load_features
 from unibind.run.folder import Run
 from unibind.train.config import override, preset
 from unibind.train.finetune import finetune, layer_list, set_trainable
 
-from .conftest import make_media_folder
+from .conftest import tiny_features
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
-    manifest = build_folder_manifest(make_media_folder(root / "dataset", per_label=6,
-                                                       seconds=0.5))
-    extract(manifest, root / "feats", profile="tiny", cache_dir=root / "cache")
+    tiny_features(root)
     cfg = override(preset("default"), epochs=4, patience=0, lr=5e-3, backbone_lr=1e-3,
                    finetune_batch_size=8, val_fraction=0.2, test_fraction=0.2)
     summary = finetune(root / "feats", root / "run", config=cfg, seed=0, threads=1)

@@ -10,10 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from unibind.data.folder import build_folder_manifest
 from unibind.encoders import load_encoder
 from unibind.errors import UnibindError
-from unibind.features.extract import extract
 from unibind.features.store import load_features
 from unibind.train.config import FIELD_PATHS, PATHS, ConfigError, TrainConfig, override, preset
 from unibind.train.finetune import Backbones, finetune, item_inputs, set_trainable
@@ -21,7 +19,7 @@ from unibind.train.fit import fit, train
 from unibind.train.loop import FeatureStep, TrainingError, batch_bounds, fit_loop
 from unibind.train.synthetic import SyntheticSpec, generate
 
-from .conftest import make_media_folder
+from .conftest import tiny_features
 
 # small and fast; every field below moves away from these values
 BASE = override(preset("default"), embed_dim=16, hidden=32, epochs=3, patience=0, batch_size=8,
@@ -55,10 +53,7 @@ def synth():
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
-    manifest = build_folder_manifest(make_media_folder(root / "dataset", per_label=6,
-                                                       seconds=0.5))
-    extract(manifest, root / "feats", profile="tiny", cache_dir=root / "cache")
-    feats = load_features(root / "feats")
+    feats = load_features(tiny_features(root))
     encoders = {m: load_encoder(feats.meta["encoders"][m]["spec"]) for m in feats.modalities}
     initial = {m: {k: v.clone() for k, v in e.model.state_dict().items()}
                for m, e in encoders.items()}
@@ -98,24 +93,19 @@ def test_every_field_is_classified_and_has_a_test_value():
         assert getattr(BASE, name) != CHANGES[name], name
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", FIELDS)
-def test_heads_only_honours_or_refuses(name, synth):
-    base, changed = configs(name, "heads")
-    if FIELD_PATHS.get(name, "heads") == "heads":
-        assert heads_outcome(synth, changed) != heads_outcome(synth, base), name
+def test_each_path_honours_or_refuses_each_field(name, path, request):
+    data = request.getfixturevalue("synth" if path == "heads" else "media")
+    outcome = heads_outcome if path == "heads" else finetune_outcome
+    base, changed = configs(name, path)
+    if FIELD_PATHS.get(name, path) == path:
+        assert outcome(data, changed) != outcome(data, base), name
     else:
-        with pytest.raises(ConfigError, match=f"{name}=.*fine-tuning"):
-            fit(synth, changed, base=base)
-
-
-@pytest.mark.parametrize("name", FIELDS)
-def test_finetuning_honours_or_refuses(name, media):
-    base, changed = configs(name, "finetune")
-    if FIELD_PATHS.get(name, "finetune") == "finetune":
-        assert finetune_outcome(media, changed) != finetune_outcome(media, base), name
-    else:
-        with pytest.raises(ConfigError, match=f"{name}=.*heads-only.*finetune_batch_size"):
-            fit_loop(media[1], changed, Backbones(media[2], {}), base=base)
+        feats, step = (data, FeatureStep(data)) if path == "heads" else (
+            data[1], Backbones(data[2], {}))
+        with pytest.raises(ConfigError, match=f"{name}=.* only; .* would ignore it"):
+            fit_loop(feats, changed, step, base=base)
 
 
 def test_entry_points_refuse_fields_of_the_other_path(synth, media, tmp_path):
