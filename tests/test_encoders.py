@@ -113,6 +113,19 @@ def test_bad_items_raise_item_error_naming_them(tiny: dict, tmp_path: Path) -> N
         tiny["text"].encode(["ok", "  "])
 
 
+def test_every_backend_of_a_modality_checks_raw_inputs_alike(tiny: dict) -> None:
+    """Waveforms and pixel arrays go through ``encoders.inputs`` in every backend."""
+    with pytest.raises(ItemError, match="NaN or infinite"):
+        tiny["audio"].encode([np.array([0.1, np.nan, 0.2], np.float32)])
+    pixels = np.full((20, 24, 3), 120, np.uint8)
+    from PIL import Image
+
+    np.testing.assert_allclose(tiny["image"].encode([pixels]),
+                               tiny["image"].encode([Image.fromarray(pixels)]), atol=1e-6)
+    with pytest.raises(ItemError, match="HxWx3"):
+        tiny["image"].encode([np.zeros((4, 4), np.uint8)])
+
+
 def test_fingerprint_tracks_options_and_content_not_path(tiny: dict, tmp_path: Path) -> None:
     import shutil
 

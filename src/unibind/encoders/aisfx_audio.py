@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.base import Encoder
+from unibind.encoders.inputs import audio_wave
 from unibind.encoders.spec import EncoderSpec
-from unibind.features.media import MediaError, load_audio
 from unibind.util.digests import sha256_file
 
 CHECKPOINT = "checkpoint.pth"
@@ -140,18 +140,7 @@ class AisfxAudioEncoder(Encoder):
 
     def load(self, item: Any) -> np.ndarray:
         """A path, or a mono waveform at the model rate -> the item's mel blocks."""
-        if isinstance(item, np.ndarray):
-            if item.size == 0:
-                raise ItemError("<array>", "zero-length audio")
-            if not np.isfinite(item).all():
-                raise ItemError("<array>", "audio contains NaN or infinite samples")
-            wave = item.astype(np.float32).reshape(-1)
-        else:
-            try:
-                wave = load_audio(item, self.sample_rate)
-            except MediaError as exc:
-                raise ItemError(item, str(exc)) from exc
-        return self.blocks(self.spectrogram(wave))
+        return self.blocks(self.spectrogram(audio_wave(item, self.sample_rate)))
 
     def sort_key(self, decoded: np.ndarray) -> int:
         return -len(decoded)

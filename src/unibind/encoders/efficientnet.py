@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.base import Encoder
+from unibind.encoders.inputs import rgb_image
 from unibind.encoders.spec import EncoderSpec
-from unibind.features.media import MediaError, load_image
 from unibind.util.digests import sha256_file
 
 DEFAULTS: dict[str, Any] = {"arch": "efficientnet-lite0", "resize": 256, "crop": 224,
@@ -101,18 +101,7 @@ class EfficientNetLiteEncoder(Encoder):
 
     def load(self, item: Any) -> torch.Tensor:
         """A path, a PIL image or an ``HxWx3`` uint8 array -> the model's input tensor."""
-        if isinstance(item, np.ndarray):
-            if item.ndim != 3 or item.shape[2] != 3 or item.size == 0:
-                raise ItemError("<array>", f"expected an HxWx3 image array, got {item.shape}")
-            item = Image.fromarray(item.astype(np.uint8))
-        if isinstance(item, Image.Image):
-            if item.width == 0 or item.height == 0:
-                raise ItemError("<image>", "empty image (0 pixels)")
-            return self.preprocess(item)
-        try:
-            return self.preprocess(load_image(item))
-        except MediaError as exc:
-            raise ItemError(item, str(exc)) from exc
+        return self.preprocess(rgb_image(item))
 
     def features(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
         x = torch.stack(list(decoded)).to(self.device, self.dtype)

@@ -23,9 +23,9 @@ import torch
 from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
-from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.base import Encoder
+from unibind.encoders.inputs import audio_wave
 from unibind.encoders.towers import ProjectedTower, load_tower
-from unibind.features.media import MediaError, load_audio
 
 
 def window_starts(n_samples: int, window: int) -> list[int]:
@@ -72,15 +72,7 @@ class HFClapAudioEncoder(ProjectedTower, Encoder):
 
     def load(self, item: Any) -> torch.Tensor:
         """Audio file (or mono waveform at the model rate) -> log-mel windows ``[w, c, t, m]``."""
-        if isinstance(item, np.ndarray):
-            if item.size == 0:
-                raise ItemError("<array>", "zero-length audio")
-            wave = item.astype(np.float32)
-        else:
-            try:
-                wave = load_audio(item, self.sample_rate)
-            except MediaError as exc:
-                raise ItemError(item, str(exc)) from exc
+        wave = audio_wave(item, self.sample_rate)
         windows = [repeat_pad(wave[s:s + self.window], self.window)
                    for s in window_starts(len(wave), self.window)]
         return log_mel(np.stack(windows), self.extractor, self.fusion)

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.base import Encoder
+from unibind.encoders.inputs import rgb_image
 from unibind.encoders.towers import ProjectedTower, load_tower
-from unibind.features.media import MediaError, load_image
 
 
 class HFClipImageEncoder(ProjectedTower, Encoder):
@@ -29,14 +28,8 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
         return load_tower(CLIPVisionModelWithProjection, self.spec.source, "vision_config", kwargs)
 
     def load(self, item: Any) -> torch.Tensor:
-        """Image file (or PIL image) -> preprocessed pixels ``[3, H, W]``."""
-        if isinstance(item, Image.Image):
-            image = item.convert("RGB")
-        else:
-            try:
-                image = load_image(item)
-            except MediaError as exc:
-                raise ItemError(item, str(exc)) from exc
+        """Image file (or PIL image, or HxWx3 array) -> preprocessed pixels ``[3, H, W]``."""
+        image = rgb_image(item)
         return self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
     def forward(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:

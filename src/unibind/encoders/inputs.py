@@ -1,0 +1,43 @@
+"""Raw inputs every backend of a modality accepts, checked once: a bad item raises ``ItemError``
+naming it (backends then only preprocess for their model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from unibind.encoders.base import ItemError
+from unibind.features.media import MediaError, load_audio, load_image
+
+
+def audio_wave(item: Any, sample_rate: int) -> np.ndarray:
+    """An audio file (decoded, mono, resampled) or a mono waveform already at ``sample_rate``
+    -> float32 samples."""
+    if isinstance(item, np.ndarray):
+        if item.size == 0:
+            raise ItemError("<array>", "zero-length audio")
+        if not np.isfinite(item).all():
+            raise ItemError("<array>", "audio contains NaN or infinite samples")
+        return item.astype(np.float32).reshape(-1)
+    try:
+        return load_audio(item, sample_rate)
+    except MediaError as exc:
+        raise ItemError(item, str(exc)) from exc
+
+
+def rgb_image(item: Any) -> Image.Image:
+    """An image file, a PIL image or an ``HxWx3`` uint8 array -> an RGB PIL image."""
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.size == 0:
+            raise ItemError("<array>", f"expected an HxWx3 image array, got {item.shape}")
+        item = Image.fromarray(item.astype(np.uint8))
+    if isinstance(item, Image.Image):
+        if item.width == 0 or item.height == 0:
+            raise ItemError("<image>", "empty image (0 pixels)")
+        return item.convert("RGB")
+    try:
+        return load_image(item)
+    except MediaError as exc:
+        raise ItemError(item, str(exc)) from exc
