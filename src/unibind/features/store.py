@@ -58,6 +58,14 @@ class Features:
             out[m] = (rows["id"].tolist(), self.arrays[m][rows["row"].to_numpy()])
         return out
 
+    @property
+    def manifest_path(self) -> Path | None:
+        """The manifest the features were extracted from (its folder holds the media), if
+        recorded; relative media paths resolve against its folder."""
+        if self.path is None or not self.meta.get("manifest"):
+            return None
+        return (Path(self.path) / self.meta["manifest"]).resolve()
+
     def table(self, modality: str) -> pd.DataFrame:
         """Items of one modality, sorted by matrix row."""
         rows = self.items[self.items["modality"] == modality]

@@ -64,7 +64,7 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
     items = feats.items[run.split_mask(feats, "test", strict=False)]
     if not len(items):
         items = feats.items
-    root = (Path(feats.path) / feats.meta["manifest"]).resolve().parent
+    root = feats.manifest_path.parent
     mods = set(feats.modalities)
 
     def first(m: str) -> Any:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from unibind.features.store import load_features
 from unibind.report import tables
 from unibind.report.plots import plot_files
 from unibind.run.folder import Run
@@ -116,7 +115,7 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
 def dataset_html(run: Run) -> str:
     rows = []
     try:
-        feats = load_features(run.features_path) if run.features_path else None
+        feats = run.load_features()
     except (OSError, ValueError) as exc:
         log.warning("features unavailable for the report: %s", exc)
         feats = None

@@ -194,10 +194,8 @@ def item_table(feats: Features, items: pd.DataFrame | None = None) -> pd.DataFra
         if col not in items:
             items[col] = ""
         items[col] = items[col].fillna("").astype(str)
-    root = None
-    if feats.path is not None and feats.meta.get("manifest"):
-        root = (Path(feats.path) / feats.meta["manifest"]).resolve().parent
-    if root is not None:
+    if feats.manifest_path is not None:
+        root = feats.manifest_path.parent
         has = items["path"] != ""
         items.loc[has, "path"] = [str((root / p).resolve()) for p in items.loc[has, "path"]]
     return items

@@ -62,10 +62,10 @@ def set_trainable(model: nn.Module, last_n: int = 0) -> int:
 
 def item_inputs(feats: Features) -> dict[str, list[Any]]:
     """Per modality, in matrix-row order: the raw input of each item (text, or a media path)."""
-    if feats.path is None or "manifest" not in feats.meta:
+    if feats.manifest_path is None:
         raise ValueError("fine-tuning needs a features folder written by `unibind extract` "
                          "(its meta names the manifest with the raw inputs)")
-    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False)
+    manifest = read_manifest(feats.manifest_path, check_files=False)
     out = {}
     for m in feats.modalities:
         rows = feats.table(m)
@@ -195,8 +195,7 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
             enc_meta[m] = {**entry, "spec": {**spec, "source": f"encoders/{m}"}}
             feat_meta[m] = {**entry, "spec": {**spec, "source": f"../encoders/{m}"}}
         meta = {**feats.meta, "encoders": feat_meta,
-                "manifest": os.path.relpath((Path(feats.path) / feats.meta["manifest"]).resolve(),
-                                            final / "features")}
+                "manifest": os.path.relpath(feats.manifest_path, final / "features")}
         save_features(tmp / "features", feats.items, arrays, meta)
         return {"encoders": enc_meta, "features": "features"}
 
