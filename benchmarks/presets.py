@@ -21,6 +21,7 @@ import numpy as np
 
 from unibind.eval.calibration import apply_centers, compare_modes, modality_centers, score_stats
 from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
+from unibind.report.tables import Table
 from unibind.run.embed import embed_items
 from unibind.train.config import PRESETS, override, preset
 from unibind.train.fit import fit
@@ -63,11 +64,7 @@ def val_scores(feats, cfg, seed):
 
 
 def table(headers, rows):
-    print("| " + " | ".join(headers) + " |")
-    print("|" + "---|" * len(headers))
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    print()
+    print(Table("", headers, rows).markdown() + "\n")
 
 
 def variants_table(seeds, names):

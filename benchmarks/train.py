@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from unibind.report.tables import Table
 from unibind.train.config import override, preset
 from unibind.train.fit import fit, torch_threads
 from unibind.train.synthetic import SyntheticSpec, generate
@@ -71,12 +72,7 @@ def main() -> None:
         with torch_threads(threads):
             rows.append(time_preset(feats, "default", args.epochs, threads, None))
     rows.append(time_preset(feats, "seed", 1, args.threads[0], args.seed_steps))
-    cols = list(rows[0])
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v)
-                                for v in r.values()) + " |")
+    print(Table("", list(rows[0]), [list(r.values()) for r in rows], digits=2).markdown())
 
 
 if __name__ == "__main__":
