@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from unibind.errors import UnibindError
 from unibind.search.knn import ExactKNN
 
 EXACT = "Flat"
@@ -20,7 +21,7 @@ EXACT_MAX = 250_000  # above this many vectors per part an approximate index is 
 DEFAULT_PARAMS = {"efSearch": 192, "nprobe": 48, "k_factor": 32}
 
 
-class SpaceIndexError(ValueError):
+class SpaceIndexError(UnibindError, ValueError):
     """An index that is missing or inconsistent."""
 
 
