@@ -68,6 +68,8 @@ def read_labels(labels_file: str | os.PathLike | None = None,
     """Labels from a text file (one a line, ``#`` comments) or the labels of a manifest."""
     labels: list[str] = []
     if labels_file is not None:
+        if not Path(labels_file).is_file():
+            raise InputNotFound(f"labels file not found: {labels_file}")
         for line in Path(labels_file).read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
