@@ -176,8 +176,8 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``."""
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     specs = resolve_profile(profile, overrides)
+    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     if lacking := [m for m in manifest.modalities() if m not in specs]:
         raise UsageError(f"profile {profile!r} has no encoder for {', '.join(lacking)}; "
                          "give one in overrides (or register the modality's default_encoder)")

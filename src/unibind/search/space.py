@@ -206,6 +206,9 @@ class Space:
         """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
         ``**inputs`` queries other registered modalities by name."""
         given = _queries(text=text, image=image, audio=audio, **inputs)
+        parse_modalities(modality)  # refuse unknown names before embedding anything
+        if balance is not None and balance not in MODES:
+            raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
         scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
         query = {m: [str(x) for x in v] for m, v in given.items()}

@@ -31,8 +31,8 @@ def pair_names(modalities: tuple[str, ...] | list[str] | None = None) -> tuple[s
 PAIRS = pair_names(BUILTIN)  # the built-in pairs (``pair_names()`` follows the registry)
 
 
-def _equal(w: float) -> dict[str, float]:
-    return {p: w for p in pair_names()}
+def _equal(w: float, modalities: tuple[str, ...] | None = None) -> dict[str, float]:
+    return {p: w for p in pair_names(modalities)}
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance", pair_weights=_equal(0.3),
+    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance", pair_weights=_equal(0.3, BUILTIN),
                         mse_weight=0.1,
                         batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
                         schedule="constant", patience=0, finetune_batch_size=8),
-    "default": TrainConfig(),
+    "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
 }
 
 
