@@ -64,8 +64,8 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance", pair_weights=_equal(0.3, BUILTIN),
-                        mse_weight=0.1,
+    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance",
+                        pair_weights=_equal(0.3, BUILTIN), mse_weight=0.1,
                         batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
                         schedule="constant", patience=0, finetune_batch_size=8),
     "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
