@@ -79,6 +79,8 @@ def test_unknown_names_list_the_allowed_values(synthetic_run: Path) -> None:
     assert line == "error: unknown preset 'nope'; choose from default, seed"
     line = _error_line(runner.invoke(app, ["evaluate", run, "--split", "nope"]))
     assert line == "error: unknown split 'nope'; choose from train, val, test, all"
+    line = _error_line(runner.invoke(app, ["index", run, "--factory", "Nope99"]))
+    assert "faiss cannot build the index factory 'Nope99'" in line
     assert runner.invoke(app, ["index", run]).exit_code == 0  # for the searches below
     line = _error_line(runner.invoke(app, ["search", run, "--text", "x", "--modality", "smell"]))
     assert line == "error: unknown modality 'smell'; choose from text, image, audio"

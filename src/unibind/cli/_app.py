@@ -52,9 +52,11 @@ def emit(summary: dict[str, Any], as_json: bool, human: str | None = None) -> No
         typer.echo(human if human is not None else json.dumps(summary, indent=2, default=str))
 
 
-def fail(message: str) -> None:
-    """Refuse a bad argument combination: ``error: message`` on stderr, exit status 2."""
-    raise UsageError(message)
+def fail(message: str, code: int = 2) -> None:
+    """Refuse a bad argument combination: ``error: message`` on stderr, exit status ``code``."""
+    error = UsageError(message)
+    error.exit_code = code
+    raise error
 
 
 def check_items(summary: dict[str, Any], where: str) -> None:
