@@ -39,8 +39,6 @@ class Modality:
     marker: str = "o"
     #: how the HTML report previews a result: "image" (thumbnail), "audio" (player) or "none"
     preview: str = "none"
-    #: one line for users (help texts, errors)
-    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -106,10 +104,6 @@ def ordered(names: Iterator[str] | Sequence[str] | set[str]) -> list[str]:
     return [m for m in _REGISTRY if m in present]
 
 
-def is_inline(modality: str) -> bool:
-    return get_modality(modality).inline
-
-
 class _Names(Sequence[str]):
     """A live, read-only view of the registered names (so ``MODALITIES`` follows registration)."""
 
@@ -131,9 +125,6 @@ class _Names(Sequence[str]):
     def __hash__(self) -> int:
         return hash(tuple(self))
 
-    def __add__(self, other: Sequence[str]) -> tuple[str, ...]:
-        return tuple(self) + tuple(other)
-
     def __repr__(self) -> str:
         return repr(tuple(self))
 
@@ -143,14 +134,13 @@ MODALITIES: Sequence[str] = _Names()
 
 TEXT = register_modality(Modality(
     "text", inline=True, extensions=frozenset({".txt"}), override_backend="hf-text",
-    known_dims={"bert-base-uncased": 768}, color="#1f77b4", marker="o",
-    description="sentences, inline in the manifest or .txt files"))
+    known_dims={"bert-base-uncased": 768}, color="#1f77b4", marker="o"))
 IMAGE = register_modality(Modality(
     "image", extensions=frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"}),
     override_backend="hf-clip", known_dims={"openai/clip-vit-large-patch14": 768},
-    color="#ff7f0e", marker="s", preview="image", description="pictures (png, jpg, webp, bmp)"))
+    color="#ff7f0e", marker="s", preview="image"))
 AUDIO = register_modality(Modality(
     "audio", extensions=frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"}),
     override_backend="hf-clap", known_dims={"laion/larger_clap_general": 512},
-    color="#2ca02c", marker="^", preview="audio", description="sounds (wav, flac, ogg, mp3)"))
+    color="#2ca02c", marker="^", preview="audio"))
 BUILTIN: tuple[str, ...] = ("text", "image", "audio")
