@@ -57,6 +57,8 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
     """Scan ``src`` and write the manifest to ``out`` (default ``src/manifest.parquet``).
 
     Paths are stored relative to the manifest's folder, which must contain ``src``."""
+    if not Path(src).is_dir():
+        raise InputNotFound(f"dataset folder not found: {src}")
     out = Path(out) if out else Path(src) / "manifest.parquet"
     if not Path(src).resolve().is_relative_to(out.parent.resolve()):
         raise UsageError(f"the manifest must sit in {src} or a folder above it (its paths may not "
