@@ -14,12 +14,13 @@ import logging
 import numpy as np
 import pandas as pd
 
+from unibind.errors import UnibindError
 from unibind.features.manifest import SPLITS
 
 log = logging.getLogger(__name__)
 
 
-class SplitError(ValueError):
+class SplitError(UnibindError, ValueError):
     """Inconsistent split information (e.g. one group in two splits)."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unibind.errors import UnibindError
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 DOG_QUERY = "a dog barking"
 
 
-class DemoError(RuntimeError):
+class DemoError(UnibindError, RuntimeError):
     """A demo stage failed; the message says which and what to do."""
 
 

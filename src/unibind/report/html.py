@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unibind.modalities import MODALITIES, get_modality
 from unibind.report import tables
 from unibind.report.plots import plot_files
 from unibind.run.folder import Run
@@ -99,9 +100,10 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
         cards = []
         for r in ex.get("results", []):
             body = ""
-            if r["modality"] == "image" and (uri := _thumb(r.get("path", ""))):
+            preview = get_modality(r["modality"]).preview if r["modality"] in MODALITIES else ""
+            if preview == "image" and (uri := _thumb(r.get("path", ""))):
                 body = f"<img src='{uri}'>"
-            elif r["modality"] == "audio":
+            elif preview == "audio":
                 body = f"<audio controls preload=none src='file://{html.escape(r['path'])}'></audio>"
             what = r.get("text") or Path(r.get("path", "")).name
             cards.append(f"<div class=res>{body}<br><b>{r['rank']}.</b> {r['modality']} "

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from unibind.errors import unknown
 from unibind.features.store import Features
+from unibind.modalities import get_modality, modality_names
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
-MODALITY_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "audio": "#2ca02c"}
-MODALITY_MARKERS = {"text": "o", "image": "s", "audio": "^"}
 FIGSIZE, DPI = (8.0, 6.0), 100  # 800 x 600 pixels
 
 
@@ -50,7 +50,7 @@ UMAP_MIN_POINTS = 8
 def method_used(method: str, n: int) -> str:
     """The layout method that runs for ``n`` points: UMAP needs ``UMAP_MIN_POINTS``."""
     if method not in METHODS:
-        raise ValueError(f"unknown layout method {method!r} (umap | pca)")
+        raise unknown("layout method", method, METHODS)
     return "pca" if n < UMAP_MIN_POINTS else method
 
 
@@ -145,8 +145,9 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
     _scatter(coords, items["label"].astype(str).to_numpy(), f"{name} of the space, by class",
              paths["class"])
     _scatter(coords, items["modality"].astype(str).to_numpy(),
-             f"{name} of the space, by modality", paths["modality"], MODALITY_COLORS,
-             MODALITY_MARKERS)
+             f"{name} of the space, by modality", paths["modality"],
+             {m: get_modality(m).color for m in modality_names()},
+             {m: get_modality(m).marker for m in modality_names()})
     return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
             "points": int(len(items)), "total": int(len(feats.items)), "method": used,
             "center": run.search_center}

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from unibind.errors import UsageError
+from unibind.errors import UnibindError, UsageError, unknown
 from unibind.features.splits import SPLITS, check_split
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.embed import Embedded, embed_items, project
@@ -34,7 +34,7 @@ from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
 CENTER_PREFIX = "center."
 
 
-class RunError(ValueError):
+class RunError(UnibindError, ValueError):
     """A run folder that is missing or inconsistent."""
 
 
@@ -108,8 +108,7 @@ class Run:
         if split == "all":
             return np.ones(len(feats.items), dtype=bool)
         if split not in SPLITS:
-            raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} "
-                             "or all")
+            raise unknown("split", split, [*SPLITS, "all"])
         info = self.info.get("split") or {}
         if not info:
             raise RunError(f"run {self.path} stores no split information")

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unibind.errors import UsageError
+from unibind.errors import UsageError, unknown
+from unibind.modalities import BUILTIN, modality_names
 from unibind.util.jsonio import from_dict, read_json
 
-PAIRS = ("text-image", "text-audio", "image-audio")
 PATHS = ("heads", "finetune")  # heads-only training (`train`), fine-tuning (`train --finetune`)
 
 
@@ -26,8 +26,19 @@ class ConfigError(UsageError):
     """A training config with a wrong value, or a field the chosen training path cannot use."""
 
 
-def _equal(w: float) -> dict[str, float]:
-    return {p: w for p in PAIRS}
+def pair_names(modalities: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+    """Every modality pair key (``text-image`` ...), of the registered modalities by default."""
+    from itertools import combinations
+
+    mods = modality_names() if modalities is None else modalities
+    return tuple(f"{a}-{b}" for a, b in combinations(mods, 2))
+
+
+PAIRS = pair_names(BUILTIN)  # the built-in pairs (``pair_names()`` follows the registry)
+
+
+def _equal(w: float, modalities: tuple[str, ...] | None = None) -> dict[str, float]:
+    return {p: w for p in pair_names(modalities)}
 
 
 @dataclass(frozen=True)
@@ -59,11 +70,11 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance", pair_weights=_equal(0.3),
-                        mse_weight=0.1,
+    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance",
+                        pair_weights=_equal(0.3, BUILTIN), mse_weight=0.1,
                         batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
                         schedule="constant", patience=0, finetune_batch_size=8),
-    "default": TrainConfig(),
+    "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
 }
 
 
@@ -74,9 +85,16 @@ FIELD_PATHS: dict[str, str] = {"batch_size": "heads", "finetune_layers": "finetu
 
 
 def preset(name: str) -> TrainConfig:
+    """The preset ``name``; its equal pair weights extend to pairs of registered modalities."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]
+        raise unknown("preset", name, sorted(PRESETS))
+    cfg = PRESETS[name]
+    weights = set(cfg.pair_weights.values())
+    missing = [p for p in pair_names() if p not in cfg.pair_weights]
+    if missing and len(weights) == 1:
+        cfg = dataclasses.replace(cfg, pair_weights={**cfg.pair_weights,
+                                                     **dict.fromkeys(missing, weights.pop())})
+    return cfg
 
 
 def config_from_json(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -105,9 +123,9 @@ def check_config(cfg: TrainConfig, path: str | None = None, base: TrainConfig | 
         raise ConfigError(f"positives must be instance or class, not {cfg.positives!r}")
     if cfg.schedule not in ("cosine", "constant"):
         raise ConfigError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
-    unknown = sorted(set(cfg.pair_weights) - set(PAIRS))
-    if unknown:
-        raise ConfigError(f"unknown pair weight keys {unknown}; expected {PAIRS}")
+    bad = sorted(set(cfg.pair_weights) - set(pair_names()))
+    if bad:
+        raise ConfigError(f"unknown pair weight keys {bad}; expected {pair_names()}")
     if cfg.batch_size < 2 or cfg.finetune_batch_size < 2 or cfg.epochs < 1 or cfg.embed_dim < 1:
         raise ConfigError("batch_size >= 2, finetune_batch_size >= 2, epochs >= 1 and "
                           "embed_dim >= 1 are required")

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from unibind.features.manifest import read_manifest
-from unibind.features.store import Features, load_features, save_features
+from unibind.features.store import Features, FeaturesError, load_features, save_features
+from unibind.modalities import get_modality
 from unibind.run.folder import save_run
 from unibind.train.config import TrainConfig, check_config, preset
 from unibind.train.fit import preset_base, run_info, space_stats, torch_threads
@@ -63,17 +64,15 @@ def set_trainable(model: nn.Module, last_n: int = 0) -> int:
 def item_inputs(feats: Features) -> dict[str, list[Any]]:
     """Per modality, in matrix-row order: the raw input of each item (text, or a media path)."""
     if feats.manifest_path is None:
-        raise ValueError("fine-tuning needs a features folder written by `unibind extract` "
-                         "(its meta names the manifest with the raw inputs)")
+        raise FeaturesError("fine-tuning needs a features folder written by `unibind extract` "
+                            "(its meta names the manifest with the raw inputs)")
     manifest = read_manifest(feats.manifest_path, check_files=False)
     out = {}
     for m in feats.modalities:
         rows = feats.table(m)
-        if m == "text":
-            out[m] = [t if t.strip() or not p else manifest.resolve(p).read_text("utf-8")
-                      for t, p in zip(rows["text"], rows["path"])]
-        else:
-            out[m] = [manifest.resolve(p) for p in rows["path"]]
+        modality = get_modality(m)
+        out[m] = [modality.item_input(t, p, manifest.resolve)
+                  for t, p in zip(rows["text"], rows["path"])]
     return out
 
 

@@ -74,7 +74,7 @@ def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0
 
 def preset_base(preset_name: str) -> TrainConfig | None:
     """The preset a config started from (``None`` for a name that is no preset)."""
-    return PRESETS.get(preset_name)
+    return preset(preset_name) if preset_name in PRESETS else None
 
 
 def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str, Any]:
