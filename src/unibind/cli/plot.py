@@ -17,7 +17,8 @@ def plot(run: Path = RUN_ARG,
          method: str = typer.Option("umap", "--method", help="umap | pca (fast, no UMAP)."),
          seed: int = typer.Option(0, "--seed"),
          as_json: bool = JSON_OPTION) -> None:
-    """UMAP of every item of the run: by class and by modality (two PNGs)."""
+    """UMAP (or PCA) of every item of the run: by class and by modality (two PNGs, named after
+    the method used: umap_by_*.png or pca_by_*.png)."""
     from unibind.report.plots import plot_run
 
     summary = plot_run(run, out=out, max_points=max_points, method=method, seed=seed)
