@@ -79,7 +79,7 @@ def project(heads: Heads, modality: str, x: np.ndarray, mean: np.ndarray | None 
     with eval_mode(heads):
         for start in range(0, x.shape[0], batch):
             chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + batch])).to(device)
-            out[start:start + batch] = heads.embed(modality, chunk).cpu().numpy()
+            out[start:start + batch] = heads.embed(modality, chunk).float().cpu().numpy()
     return out if mean is None else center(out, mean)
 
 
