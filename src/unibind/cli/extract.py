@@ -10,6 +10,7 @@ from unibind.cli._app import JSON_OPTION, app, emit, fail
 from unibind.encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
 from unibind.features.extract import extract as run_extract
 from unibind.features.manifest import ManifestError
+from unibind.features.media import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_PIXELS, MediaLimits
 from unibind.util.runtime import pick_device, pick_dtype
 
 encoders_app = typer.Typer(no_args_is_help=True, help="Encoder profiles.")
@@ -27,6 +28,11 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
             dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
+            max_pixels: int = typer.Option(
+                DEFAULT_MAX_PIXELS, min=1, help="Largest image decoded (pixels)."),
+            max_audio_seconds: float = typer.Option(
+                DEFAULT_MAX_AUDIO_SECONDS, min=0.001,
+                help="Longest audio file decoded (seconds); longer ones fail."),
             as_json: bool = JSON_OPTION) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
@@ -36,7 +42,8 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
     try:
         summary = run_extract(manifest, out, profile=profile, overrides=overrides,
                               cache_dir=cache_dir, batch_size=batch_size, device=dev,
-                              dtype=pick_dtype(dev, dtype))
+                              dtype=pick_dtype(dev, dtype),
+                              limits=MediaLimits(max_pixels, max_audio_seconds))
     except (ManifestError, KeyError, OSError) as exc:
         fail(str(exc))
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from unibind.encoders.spec import EncoderSpec, fingerprint, identity
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Encoder:
     """Maps items of one modality to float32 vectors of a fixed ``dim``."""
 
     modality: str = ""
+    limits: MediaLimits = DEFAULT_LIMITS  # largest image / audio ``load`` decodes (per instance)
 
     def __init__(self, spec: EncoderSpec, device: torch.device | None = None,
                  dtype: torch.dtype | None = None):

@@ -25,6 +25,7 @@ from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, reso
 from unibind.encoders.spec import fingerprint, identity
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 from unibind.features.store import save_features
 from unibind.util.runtime import cache_root
 
@@ -69,6 +70,8 @@ def _decode(encoder: Encoder, chunk: list[tuple[str, str, Any]]
             ok.append((item_id, digest, encoder.load(item)))
         except ItemError as exc:
             bad.append((item_id, exc.reason))
+        except Exception as exc:  # any decoder failure is this item's error, never the run's
+            bad.append((item_id, f"cannot decode: {type(exc).__name__}: {exc}"))
     return ok, bad
 
 
@@ -123,7 +126,8 @@ def _encode_batch(encoder: Encoder, decoded: list[tuple[str, str, Any]], cache: 
 
 def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
                       cache_dir: Path, batch_size: int, device: torch.device | None,
-                      dtype: torch.dtype | None, errors: dict[str, str]) -> ModalityResult:
+                      dtype: torch.dtype | None, errors: dict[str, str],
+                      limits: MediaLimits = DEFAULT_LIMITS) -> ModalityResult:
     result = ModalityResult(spec=spec, fingerprint=fingerprint(spec))
     cache = FeatureCache(cache_dir, result.fingerprint)
     digests: dict[str, str] = {}
@@ -153,6 +157,7 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
             raise OSError(f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
                           f"Without the Hugging Face hub, use --profile offline, or a local "
                           f"model folder (--{spec.modality}-encoder DIR).") from exc
+        encoder.limits = limits
         cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
         work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
         new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
@@ -170,10 +175,12 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
 def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: str = "seed",
             overrides: dict[str, str | None] | None = None,
             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
-            device: torch.device | None = None, dtype: torch.dtype | None = None
-            ) -> dict[str, Any]:
+            device: torch.device | None = None, dtype: torch.dtype | None = None,
+            limits: MediaLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
-    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``."""
+    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
+
+    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone."""
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     specs = resolve_profile(profile, overrides)
@@ -184,7 +191,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
         results[modality] = _extract_modality(manifest, rows, specs[modality], cache_dir,
-                                              batch_size, device, dtype, errors)
+                                              batch_size, device, dtype, errors, limits)
     items, arrays = [], {}
     for modality, res in results.items():
         rows = table[(table["modality"] == modality) & table["id"].isin(res.vectors.keys())]
