@@ -33,6 +33,8 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             max_audio_seconds: float = typer.Option(
                 DEFAULT_MAX_AUDIO_SECONDS, min=0.001,
                 help="Longest audio file decoded (seconds); longer ones fail."),
+            allow_outside_paths: bool = typer.Option(
+                False, help="Accept manifest paths outside its folder ('..', absolute)."),
             as_json: bool = JSON_OPTION) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
@@ -43,7 +45,8 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
         summary = run_extract(manifest, out, profile=profile, overrides=overrides,
                               cache_dir=cache_dir, batch_size=batch_size, device=dev,
                               dtype=pick_dtype(dev, dtype),
-                              limits=MediaLimits(max_pixels, max_audio_seconds))
+                              limits=MediaLimits(max_pixels, max_audio_seconds),
+                              allow_outside=allow_outside_paths)
     except (ManifestError, KeyError, OSError) as exc:
         fail(str(exc))
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"

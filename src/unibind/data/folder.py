@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unibind.features.manifest import write_manifest
+from unibind.features.manifest import lexical, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def modality_of(path: Path) -> str | None:
 def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.DataFrame:
     """Rows for every media/text file under ``src/<label>/`` (recursively), paths relative to
     ``relative_to``. Files that share a stem within a label share a ``group``."""
-    src, base = Path(src).resolve(), Path(relative_to).resolve()
+    src, base = lexical(src), lexical(relative_to)  # symbolic links kept as written
     if not src.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {src}")
     rows, skipped = [], 0
@@ -62,7 +62,7 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
 
     Paths are stored relative to the manifest's folder, which must contain ``src``."""
     out = Path(out) if out else Path(src) / "manifest.parquet"
-    if not Path(src).resolve().is_relative_to(out.parent.resolve()):
+    if not lexical(src).is_relative_to(lexical(out.parent)):
         raise ValueError(f"the manifest must sit in {src} or a folder above it (its paths may not "
                          f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)

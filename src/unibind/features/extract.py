@@ -176,13 +176,16 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
             overrides: dict[str, str | None] | None = None,
             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
             device: torch.device | None = None, dtype: torch.dtype | None = None,
-            limits: MediaLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+            limits: MediaLimits = DEFAULT_LIMITS, allow_outside: bool = False
+            ) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
 
-    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone."""
+    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
+    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
+    manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
+                             allow_outside=allow_outside)
     specs = resolve_profile(profile, overrides)
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
     table = manifest.table
@@ -205,6 +208,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     meta = {
         "manifest": os.path.relpath(manifest_path.resolve(), Path(out).resolve()),
         "manifest_digest": manifest.digest(),
+        **({"allow_outside_paths": True} if allow_outside else {}),
         "profile": profile,
         "encoders": {m: {"spec": r.spec.to_dict(), "identity": identity(r.spec),
                          "fingerprint": r.fingerprint, "dim": r.dim}

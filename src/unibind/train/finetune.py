@@ -70,7 +70,8 @@ def item_inputs(feats: Features) -> dict[str, list[Any]]:
     if feats.path is None or "manifest" not in feats.meta:
         raise ValueError("fine-tuning needs a features folder written by `unibind extract` "
                          "(its meta names the manifest with the raw inputs)")
-    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False)
+    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False,
+                             allow_outside=bool(feats.meta.get("allow_outside_paths")))
     out = {}
     for m in feats.modalities:
         rows = feats.table(m)
