@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from unibind.modalities import MODALITIES
+from unibind.util.atomic import atomic_file
 
 COLUMNS: tuple[str, ...] = ("id", "modality", "label", "group", "split", "path", "text")
 REQUIRED: tuple[str, ...] = ("id", "modality", "label")
@@ -173,15 +174,15 @@ def write_manifest(table: pd.DataFrame, path: str | os.PathLike,
     if problems:
         raise ManifestError(f"refusing to write invalid manifest {path}:\n  - "
                             + "\n  - ".join(problems))
-    tmp = path.with_name(f".{path.name}.tmp")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        table.to_parquet(tmp, index=False)
-    elif suffix == ".csv":
-        table.to_csv(tmp, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        table.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    else:
+    if suffix not in (".parquet", ".csv", ".jsonl", ".ndjson"):
         raise ManifestError(f"{path}: unsupported manifest format {suffix!r}")
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:  # temp file, fsync, rename
+        if suffix == ".parquet":
+            table.to_parquet(fh, index=False)
+        elif suffix == ".csv":
+            fh.write(table.to_csv(index=False).encode("utf-8"))
+        else:
+            fh.write(table.to_json(orient="records", lines=True, force_ascii=False)
+                     .encode("utf-8"))
     return path

@@ -23,7 +23,7 @@ import pandas as pd
 from safetensors.numpy import load_file, save_file
 
 from unibind.modalities import MODALITIES
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
@@ -112,6 +112,7 @@ def resolve_encoder_sources(encoders: dict[str, Any], base: Path) -> dict[str, A
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features folder written by ``save_features`` (e.g. by ``unibind extract``)."""
     path = Path(path)
+    recover_folder(path)
     needed = ["features.json", "items.parquet", "embeddings.safetensors"]
     absent = [n for n in needed if not (path / n).is_file()]
     if absent:

@@ -30,7 +30,7 @@ from unibind.features.store import Features, load_features
 from unibind.modalities import MODALITIES
 from unibind.run.folder import Run
 from unibind.search.parts import Part, SpaceIndexError, choose_factory
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ def _budget(meta: dict[str, Any]) -> float:
 def load_index(path: str | os.PathLike) -> SpaceIndex:
     """Read an index folder written by ``build_index`` / ``SpaceIndex.save``."""
     path = Path(path)
+    recover_folder(path)
     if not (path / "index.json").is_file():
         raise SpaceIndexError(f"{path} is not an index folder (no index.json); "
                           "create one with `unibind index RUN`")
