@@ -60,6 +60,8 @@ def train(features: Path = FEATURES_ARG,
 def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind train`)."),
              split: str = typer.Option("test", help="train | val | test | all."),
              features: Path = typer.Option(None, help="Features folder (default: the run's)."),
+             allow_split_mismatch: bool = typer.Option(
+                 False, help="Evaluate even if the features no longer give the run's split."),
              as_json: bool = JSON_OPTION) -> None:
     """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
 
@@ -68,7 +70,8 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind tra
     from unibind.eval.evaluate import metrics_markdown
 
     try:
-        metrics = run_evaluate(run, split=split, features=features)
+        metrics = run_evaluate(run, split=split, features=features,
+                               allow_split_mismatch=allow_split_mismatch)
     except (ValueError, OSError, KeyError) as exc:
         fail(str(exc))
     emit(metrics, as_json, metrics_markdown(metrics))
