@@ -250,7 +250,8 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
                 for m in feats.modalities}
     trainable = {m: set_trainable(enc.model, cfg.finetune_layers) for m, enc in encoders.items()}
     bb = Backbones(encoders, inputs)
-    with torch_threads(threads):
+    cuda = [device] if torch.device(device).type == "cuda" else []
+    with torch_threads(threads), torch.random.fork_rng(devices=cuda):  # caller's state kept
         res = finetune_fit(feats, bb, cfg, seed, device)
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)
