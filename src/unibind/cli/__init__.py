@@ -8,6 +8,7 @@ package changes nothing global and imports no command: edge settings (environmen
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 
@@ -24,6 +25,8 @@ def main() -> None:
     # threads starve each other (faiss PQ training measured 59-89 s spinning vs 1.8 s passive).
     # Set before torch/faiss load their OpenMP runtime, i.e. before the commands are imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not {"-v", "--verbose"} & set(sys.argv[1:]):  # other libraries' bars only with -v
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _load_app()()
 
 
