@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
-from unibind.encoders.spec import fingerprint, identity, pin
+from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
 from unibind.features.media import DEFAULT_LIMITS, MediaLimits
@@ -193,7 +193,11 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     results: dict[str, ModalityResult] = {}
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
-        spec = pin(specs[modality])  # a hub id -> its commit, once, before any download
+        try:  # a hub id -> its commit, once, before any download
+            spec = pin(specs[modality])
+        except HubRevisionError as exc:
+            raise HubRevisionError(f"cannot load the {modality} encoder "
+                                   f"{specs[modality].source!r}: {exc}") from exc
         results[modality] = _extract_modality(manifest, rows, spec, cache_dir,
                                               batch_size, device, dtype, errors, limits)
     items, arrays = [], {}
