@@ -118,12 +118,19 @@ def load_features(path: str | os.PathLike) -> Features:
     if absent:
         raise FeaturesError(f"{path} is not a features folder (missing {', '.join(absent)}); "
                             "create one with `unibind extract`")
-    meta = read_json(path / "features.json")
+    try:
+        meta = read_json(path / "features.json")
+    except ValueError as exc:
+        raise FeaturesError(f"damaged features folder: {exc}") from exc
     meta["encoders"] = resolve_encoder_sources(meta.get("encoders", {}), path)
     if meta.get("format") != FORMAT_VERSION:
         raise FeaturesError(f"{path}: features format {meta.get('format')} != {FORMAT_VERSION}")
-    items = pd.read_parquet(path / "items.parquet")
-    arrays = load_file(str(path / "embeddings.safetensors"))
+    try:
+        items = pd.read_parquet(path / "items.parquet")
+        arrays = load_file(str(path / "embeddings.safetensors"))
+    except Exception as exc:  # truncated or foreign files: name them, no traceback
+        raise FeaturesError(f"{path}: damaged features folder ({type(exc).__name__}: {exc}); "
+                            "re-create it with `unibind extract`") from exc
     _check_consistent(items, arrays, path)
     return Features(items=items, arrays=arrays, meta=meta, path=path)
 

@@ -51,15 +51,23 @@ class Run:
         if not (path / "run.json").is_file() or not (path / "heads.safetensors").is_file():
             raise RunError(f"{path} is not a run folder (needs run.json and heads.safetensors); "
                            "create one with `unibind train`")
-        info = read_json(path / "run.json")
+        try:
+            info = read_json(path / "run.json")
+        except ValueError as exc:
+            raise RunError(f"damaged run folder: {exc}") from exc
         if info.get("format", 1) != FORMAT:
             raise RunError(f"{path}: run format {info.get('format')!r} != {FORMAT} (written by "
                            "another unibind version); retrain with `unibind train`")
-        heads = Heads(from_dict(HeadsConfig, info["heads"]))
-        state = load_file(str(path / "heads.safetensors"))
-        centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
-                   if k.startswith(CENTER_PREFIX)}
-        heads.load_state_dict({k: v for k, v in state.items() if not k.startswith(CENTER_PREFIX)})
+        try:
+            heads = Heads(from_dict(HeadsConfig, info["heads"]))
+            state = load_file(str(path / "heads.safetensors"))
+            centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
+                       if k.startswith(CENTER_PREFIX)}
+            heads.load_state_dict({k: v for k, v in state.items()
+                                   if not k.startswith(CENTER_PREFIX)})
+        except Exception as exc:  # truncated/foreign weights, missing keys: not a traceback
+            raise RunError(f"{path}: damaged run folder ({type(exc).__name__}: {exc}); "
+                           "retrain with `unibind train`") from exc
         heads.eval()
         return cls(path=path, heads=heads, info=info, centers=centers)
 
