@@ -54,3 +54,12 @@ def test_escapes_still_refused_unless_opted_in(linked: Path, tmp_path: Path) -> 
     inside = [{"id": "x", "modality": "image", "label": "dog",
                "path": str(linked / "ds/dog/0.png")}]
     read_manifest(write_manifest(pd.DataFrame(inside), linked / "in.csv"))
+
+
+@pytest.mark.parametrize("name, content", [("m.parquet", b"garbage"),
+                                           ("m.csv", b'id,label\n"a,b\n'),
+                                           ("m.jsonl", b'{"id": 1\n')])
+def test_damaged_manifest_is_one_clear_error(tmp_path: Path, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ManifestError, match=f"{name}: cannot read the"):
+        read_manifest(tmp_path / name)

@@ -67,13 +67,18 @@ class Manifest:
 
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, lines=True, dtype=False)
-    raise ManifestError(f"{path}: unsupported manifest format {suffix!r} (parquet, csv, jsonl)")
+    readers = {".parquet": pd.read_parquet,
+               ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+               ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False)}
+    reader = readers.get(".jsonl" if suffix == ".ndjson" else suffix)
+    if reader is None:
+        raise ManifestError(f"{path}: unsupported manifest format {suffix!r} (parquet, csv, "
+                            "jsonl)")
+    try:
+        return reader(path)
+    except Exception as exc:  # corrupt, truncated or mis-named file: one clear message
+        raise ManifestError(f"{path}: cannot read the {suffix[1:]} manifest "
+                            f"({type(exc).__name__}: {exc})") from exc
 
 
 def normalise(table: pd.DataFrame) -> pd.DataFrame:
