@@ -26,13 +26,22 @@ from unibind.modalities import check_modality
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-class HubRevisionError(UnibindError, OSError):
+class EncoderLoadError(UnibindError, OSError):
+    """An encoder's model cannot be loaded (hub unreachable, folder or package missing)."""
+
+
+class HubRevisionError(EncoderLoadError):
     """A hub id whose revision cannot be resolved to a commit (offline and not downloaded)."""
+
 
 _CONFIG_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json",
                  "tokenizer.json", "vocab.txt", "special_tokens_map.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _EDGE_BYTES = 1 << 20
+
+
+class ModelFileError(UnibindError, ValueError):
+    """A model file is corrupt, not the pinned one, or does not fit the spec's options."""
 
 
 @dataclass(frozen=True)

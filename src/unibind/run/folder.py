@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from unibind.errors import UnibindError
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.util.atomic import atomic_folder, recover_folder
@@ -31,7 +32,7 @@ CENTER_PREFIX = "center."
 FORMAT = 1  # run.json "format"; runs written before the field existed are format 1
 
 
-class RunError(ValueError):
+class RunError(UnibindError, ValueError):
     """A run folder that is missing or inconsistent."""
 
 
