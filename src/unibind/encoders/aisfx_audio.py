@@ -140,7 +140,7 @@ class AisfxAudioEncoder(Encoder):
 
     def load(self, item: Any) -> np.ndarray:
         """A path, or a mono waveform at the model rate -> the item's mel blocks."""
-        return self.blocks(self.spectrogram(audio_wave(item, self.sample_rate)))
+        return self.blocks(self.spectrogram(audio_wave(item, self.sample_rate, self.limits)))
 
     def sort_key(self, decoded: np.ndarray) -> int:
         return -len(decoded)

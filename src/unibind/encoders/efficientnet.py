@@ -102,7 +102,7 @@ class EfficientNetLiteEncoder(Encoder):
 
     def load(self, item: Any) -> torch.Tensor:
         """A path, a PIL image or an ``HxWx3`` uint8 array -> the model's input tensor."""
-        return self.preprocess(rgb_image(item))
+        return self.preprocess(rgb_image(item, self.limits))
 
     def features(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
         x = torch.stack(list(decoded)).to(self.device, self.dtype)

@@ -72,7 +72,7 @@ class HFClapAudioEncoder(ProjectedTower, Encoder):
 
     def load(self, item: Any) -> torch.Tensor:
         """Audio file (or mono waveform at the model rate) -> log-mel windows ``[w, c, t, m]``."""
-        wave = audio_wave(item, self.sample_rate)
+        wave = audio_wave(item, self.sample_rate, self.limits)
         windows = [repeat_pad(wave[s:s + self.window], self.window)
                    for s in window_starts(len(wave), self.window)]
         return log_mel(np.stack(windows), self.extractor, self.fusion)

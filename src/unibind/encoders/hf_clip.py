@@ -29,7 +29,7 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
 
     def load(self, item: Any) -> torch.Tensor:
         """Image file (or PIL image, or HxWx3 array) -> preprocessed pixels ``[3, H, W]``."""
-        image = rgb_image(item)
+        image = rgb_image(item, self.limits)
         return self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
     def forward(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -9,12 +9,12 @@ import numpy as np
 from PIL import Image
 
 from unibind.encoders.base import ItemError
-from unibind.features.media import MediaError, load_audio, load_image
+from unibind.features.media import DEFAULT_LIMITS, MediaError, MediaLimits, load_audio, load_image
 
 
-def audio_wave(item: Any, sample_rate: int) -> np.ndarray:
-    """An audio file (decoded, mono, resampled) or a mono waveform already at ``sample_rate``
-    -> float32 samples."""
+def audio_wave(item: Any, sample_rate: int, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """An audio file (decoded, mono, resampled; at most ``limits.max_audio_seconds``) or a mono
+    waveform already at ``sample_rate`` -> float32 samples."""
     if isinstance(item, np.ndarray):
         if item.size == 0:
             raise ItemError("<array>", "zero-length audio")
@@ -22,13 +22,14 @@ def audio_wave(item: Any, sample_rate: int) -> np.ndarray:
             raise ItemError("<array>", "audio contains NaN or infinite samples")
         return item.astype(np.float32).reshape(-1)
     try:
-        return load_audio(item, sample_rate)
+        return load_audio(item, sample_rate, limits.max_audio_seconds)
     except MediaError as exc:
         raise ItemError(item, str(exc)) from exc
 
 
-def rgb_image(item: Any) -> Image.Image:
-    """An image file, a PIL image or an ``HxWx3`` uint8 array -> an RGB PIL image."""
+def rgb_image(item: Any, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
+    """An image file (at most ``limits.max_pixels``), a PIL image or an ``HxWx3`` uint8 array
+    -> an RGB PIL image."""
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.size == 0:
             raise ItemError("<array>", f"expected an HxWx3 image array, got {item.shape}")
@@ -38,6 +39,6 @@ def rgb_image(item: Any) -> Image.Image:
             raise ItemError("<image>", "empty image (0 pixels)")
         return item.convert("RGB")
     try:
-        return load_image(item)
+        return load_image(item, limits.max_pixels)
     except MediaError as exc:
         raise ItemError(item, str(exc)) from exc

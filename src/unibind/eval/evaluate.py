@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 
 def evaluate(run_path: str | os.PathLike, split: str = "test",
              features: Features | str | os.PathLike | None = None,
-             modes: tuple[str, ...] = MODES, write: bool = True) -> dict[str, Any]:
+             modes: tuple[str, ...] = MODES, write: bool = True, *,
+             allow_split_mismatch: bool = False) -> dict[str, Any]:
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
-    or RUN/metrics-<split>.json/.md, unless ``write=False``."""
+    or RUN/metrics-<split>.json/.md, unless ``write=False``. A split digest mismatch (possible
+    leak) raises unless ``allow_split_mismatch=True``."""
     run = Run.load(run_path)
     feats = run.load_features(features)
-    emb = run.embed(feats, split=split, strict=not isinstance(features, Features))
+    emb = run.embed(feats, split=split, allow_split_mismatch=allow_split_mismatch)
     embs, labels = emb.vectors, emb.labels
     pairs = pair_metrics(embs, labels)
     zs, zs_note = zero_shot(run, feats, embs, labels)

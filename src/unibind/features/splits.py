@@ -87,7 +87,7 @@ def assign_splits(items: pd.DataFrame, val: float = 0.1, test: float = 0.2,
 
 
 def check_split(items: pd.DataFrame, info: dict, strict: bool = True,
-                what: str = "the run") -> pd.Series:
+                what: str = "the run", hint: str = "") -> pd.Series:
     """Recompute a run's split (``info``: its stored parameters and digest) on ``items``.
 
     Features that no longer give the same split raise ``SplitError`` (``strict``) or log a
@@ -97,6 +97,6 @@ def check_split(items: pd.DataFrame, info: dict, strict: bool = True,
         msg = (f"features give a different split than {what} was trained with (the items "
                "changed since training); held-out items may have been trained on")
         if strict:
-            raise SplitError(msg)
+            raise SplitError(msg + hint)
         log.warning(msg)
     return split

@@ -62,7 +62,7 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
 
     run = Run.load(run_path)
     feats = run.load_features()
-    items = feats.items[run.split_mask(feats, "test", strict=False)]
+    items = feats.items[run.split_mask(feats, "test")]
     if not len(items):
         items = feats.items
     root = feats.manifest_path.parent

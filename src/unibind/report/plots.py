@@ -83,14 +83,13 @@ def plot_files(folder: str | os.PathLike) -> dict[str, str]:
 
 def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
              colors: dict[str, str] | None = None, markers: dict[str, str] | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib  # a Figure object: no pyplot, no global backend change
+    from matplotlib.figure import Figure
 
     names = list(dict.fromkeys(groups.tolist()))
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    cmap = matplotlib.colormaps["tab20"]
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax = fig.subplots()
     for i, name in enumerate(names):
         pts = coords[groups == name]
         ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name), linewidths=0,
@@ -104,7 +103,6 @@ def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
     fig.tight_layout()
     with atomic_file(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=DPI)
-    plt.close(fig)
 
 
 def _digest(vectors: np.ndarray, method: str, seed: int) -> str:

@@ -27,11 +27,12 @@ from unibind.features.splits import SPLITS, check_split
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.embed import Embedded, embed_items, project
 from unibind.run.heads import Heads, HeadsConfig
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.digests import sha256_file
 from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
 
 CENTER_PREFIX = "center."
+FORMAT = 1  # run.json "format"; runs written before the field existed are format 1
 
 
 class RunError(UnibindError, ValueError):
@@ -50,15 +51,27 @@ class Run:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Run:
         path = Path(path)
+        recover_folder(path)
         if not (path / "run.json").is_file() or not (path / "heads.safetensors").is_file():
             raise RunError(f"{path} is not a run folder (needs run.json and heads.safetensors); "
                            "create one with `unibind train`")
-        info = read_json(path / "run.json")
-        heads = Heads(from_dict(HeadsConfig, info["heads"]))
-        state = load_file(str(path / "heads.safetensors"))
-        centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
-                   if k.startswith(CENTER_PREFIX)}
-        heads.load_state_dict({k: v for k, v in state.items() if not k.startswith(CENTER_PREFIX)})
+        try:
+            info = read_json(path / "run.json")
+        except ValueError as exc:
+            raise RunError(f"damaged run folder: {exc}") from exc
+        if info.get("format", 1) != FORMAT:
+            raise RunError(f"{path}: run format {info.get('format')!r} != {FORMAT} (written by "
+                           "another unibind version); retrain with `unibind train`")
+        try:
+            heads = Heads(from_dict(HeadsConfig, info["heads"]))
+            state = load_file(str(path / "heads.safetensors"))
+            centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
+                       if k.startswith(CENTER_PREFIX)}
+            heads.load_state_dict({k: v for k, v in state.items()
+                                   if not k.startswith(CENTER_PREFIX)})
+        except Exception as exc:  # truncated/foreign weights, missing keys: not a traceback
+            raise RunError(f"{path}: damaged run folder ({type(exc).__name__}: {exc}); "
+                           "retrain with `unibind train`") from exc
         heads.eval()
         return cls(path=path, heads=heads, info=info, centers=centers)
 
@@ -100,11 +113,13 @@ class Run:
     def head_digest(self) -> str:
         return self.info["head_digest"]
 
-    def split_mask(self, feats: Features, split: str, strict: bool = True) -> np.ndarray:
+    def split_mask(self, feats: Features, split: str, *, allow_split_mismatch: bool = False
+                   ) -> np.ndarray:
         """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe.
 
         The split is recomputed from the parameters stored in run.json; features that no longer
-        give the same split are refused (``strict``) or only warned about."""
+        give the same split (a possible train/test leak) raise ``SplitError``, from disk or in
+        memory alike, unless ``allow_split_mismatch`` (then a warning)."""
         if split == "all":
             return np.ones(len(feats.items), dtype=bool)
         if split not in SPLITS:
@@ -112,7 +127,10 @@ class Run:
         info = self.info.get("split") or {}
         if not info:
             raise RunError(f"run {self.path} stores no split information")
-        assigned = check_split(feats.items, info, strict=strict, what=f"run {self.path}")
+        assigned = check_split(feats.items, info, strict=not allow_split_mismatch,
+                               what=f"run {self.path}",
+                               hint="; pass allow_split_mismatch=True (--allow-split-mismatch) "
+                                    "to use them anyway")
         return (assigned == split).to_numpy()
 
     def project(self, modality: str, x: np.ndarray, center: bool = False) -> np.ndarray:
@@ -135,8 +153,9 @@ class Run:
         return self.centers
 
     def embed(self, data: Features | str | os.PathLike | Mapping[str, np.ndarray] | None = None,
-              *, split: str | None = None, mask: np.ndarray | None = None, strict: bool = True,
-              center: bool = False, max_per_modality: int = 0, seed: int = 0) -> Embedded:
+              *, split: str | None = None, mask: np.ndarray | None = None,
+              allow_split_mismatch: bool = False, center: bool = False,
+              max_per_modality: int = 0, seed: int = 0) -> Embedded:
         """Unit vectors of items in the run's space.
 
         ``data``: a features set (a folder, ``Features``, or ``None``: the features the run was
@@ -155,7 +174,7 @@ class Run:
         feats = self.load_features(data)
         shared = [m for m in feats.modalities if m in self.modalities]
         if split is not None:
-            pick = self.split_mask(feats, split, strict)
+            pick = self.split_mask(feats, split, allow_split_mismatch=allow_split_mismatch)
             mask = pick if mask is None else pick & np.asarray(mask, dtype=bool)
         out = embed_items(self.heads, feats, mask, max_per_modality, seed,
                           self._centers(shared, center))
@@ -182,7 +201,7 @@ def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
         for m, vec in (centers or {}).items():
             state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))
         save_file(state, str(tmp / "heads.safetensors"))
-        info = {**info, "heads": to_dict(heads.cfg),
+        info = {"format": FORMAT, **info, "heads": to_dict(heads.cfg),
                 "head_digest": sha256_file(tmp / "heads.safetensors")}
         write_json_atomic(tmp / "run.json", info)
     return path

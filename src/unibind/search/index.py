@@ -30,7 +30,7 @@ from unibind.features.store import Features, load_features
 from unibind.modalities import MODALITIES
 from unibind.run.folder import Run
 from unibind.search.parts import Part, SpaceIndexError, choose_factory
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -169,19 +169,28 @@ def _budget(meta: dict[str, Any]) -> float:
 def load_index(path: str | os.PathLike) -> SpaceIndex:
     """Read an index folder written by ``build_index`` / ``SpaceIndex.save``."""
     path = Path(path)
+    recover_folder(path)
     if not (path / "index.json").is_file():
         raise SpaceIndexError(f"{path} is not an index folder (no index.json); "
                           "create one with `unibind index RUN`")
-    meta = read_json(path / "index.json")
+    try:
+        meta = read_json(path / "index.json")
+    except ValueError as exc:
+        raise SpaceIndexError(f"damaged index folder: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise SpaceIndexError(f"{path}: index format {meta.get('format')} != {FORMAT}")
-    items = pd.read_parquet(path / "items.parquet")
-    parts = {}
-    with safe_open(str(path / "vectors.safetensors"), framework="numpy") as fh:
-        for m, info in meta.get("parts", {}).items():
-            parts[m] = Part.load(fh, m, info, int(meta["provenance"]["embed_dim"]), path)
-            if parts[m].ntotal != (items["modality"] == m).sum():
-                raise SpaceIndexError(f"{path}: {m} has {parts[m].ntotal} vectors but "
+    try:
+        items = pd.read_parquet(path / "items.parquet")
+        parts = {}
+        with safe_open(str(path / "vectors.safetensors"), framework="numpy") as fh:
+            for m, info in meta.get("parts", {}).items():
+                parts[m] = Part.load(fh, m, info, int(meta["provenance"]["embed_dim"]), path)
+    except Exception as exc:  # truncated or foreign files: name them, no traceback
+        raise SpaceIndexError(f"{path}: damaged index folder ({type(exc).__name__}: {exc}); "
+                              "rebuild it with `unibind index RUN`") from exc
+    for m in parts:
+        if parts[m].ntotal != (items["modality"] == m).sum():
+            raise SpaceIndexError(f"{path}: {m} has {parts[m].ntotal} vectors but "
                                   f"{int((items['modality'] == m).sum())} items")
     return SpaceIndex(path=path, meta=meta, items=items, parts=parts)
 

@@ -8,12 +8,16 @@
 Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
 same head; centred when the index is). Mixed searches over several modalities are merged per
 modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+
+One ``Space`` may serve many threads: encoders and group members are filled once under a lock,
+each encoder runs one batch at a time (tokenizers are not thread-safe), searches run in parallel.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,9 @@ class Space:
     index: SpaceIndex
     _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
     _members: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _encoding: dict[str, threading.Lock] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     @classmethod
     def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None
@@ -73,21 +80,30 @@ class Space:
     def encoder(self, modality: str) -> Any:
         """The run's encoder for ``modality`` (loaded once), refused if it is not the one the
         index was built with."""
-        if modality not in self._encoders:
-            from unibind.encoders import load_encoder
-
-            info = self.run.encoders.get(modality)
-            if not info or "spec" not in info:
-                raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
-            enc = load_encoder(info["spec"])
-            want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
-            if enc.fingerprint != want:
-                raise IndexMismatch(
-                    f"{modality} query encoder {info['spec'].get('source')} has fingerprint "
-                    f"{enc.fingerprint}, but the index was built with {want}: the model files "
-                    "changed since extraction; re-run extract/train/index or restore them")
-            self._encoders[modality] = enc
+        if modality in self._encoders:
+            return self._encoders[modality]
+        with self._lock:  # one load per modality, however many threads ask at once
+            if modality not in self._encoders:
+                enc = self._load_encoder(modality)
+                self._encoding[modality] = threading.Lock()
+                self._encoders[modality] = enc
         return self._encoders[modality]
+
+    def _load_encoder(self, modality: str) -> Any:
+        """Load the run's encoder and check its fingerprint against the index's."""
+        from unibind.encoders import load_encoder
+
+        info = self.run.encoders.get(modality)
+        if not info or "spec" not in info:
+            raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
+        enc = load_encoder(info["spec"])
+        want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
+        if enc.fingerprint != want:
+            raise IndexMismatch(
+                f"{modality} query encoder {info['spec'].get('source')} has fingerprint "
+                f"{enc.fingerprint}, but the index was built with {want}: the model files "
+                "changed since extraction; re-run extract/train/index or restore them")
+        return enc
 
     def embed(self, modality: str, items: list) -> np.ndarray:
         """Raw inputs (texts, or image/audio paths) -> unit vectors in the index's space."""
@@ -96,7 +112,8 @@ class Space:
             raise SpaceIndexError(f"the run has no {modality} head (it has "
                                   f"{', '.join(self.run.modalities)})")
         enc = self.encoder(modality)
-        feats = enc.encode([str(x) for x in items])
+        with self._encoding[modality]:
+            feats = enc.encode([str(x) for x in items])
         return self.run.project(modality, feats, center=self.index.center)
 
     def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
@@ -174,7 +191,9 @@ class Space:
         if qm not in self.index.parts:
             raise SpaceIndexError(f"pair expansion needs {qm} items in the index")
         if self._members is None:
-            self._members = group_members(self.index.items)
+            with self._lock:
+                if self._members is None:
+                    self._members = group_members(self.index.items)
         targets = mods or self.index.modalities
         per = expand_via_pairs(self.index, q, qm, targets, k, anchors,
                                self._calibration(query_modalities), self._members)

@@ -67,8 +67,9 @@ def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
     fastest for small heads on a busy CPU and makes the float sums thread-count independent.
+    The caller's torch thread count and random state are the same afterwards.
     ``base``: the preset ``cfg`` came from; fine-tuning fields changed from it are refused."""
-    with torch_threads(threads):
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
         return fit_loop(features, cfg, FeatureStep(features), seed, split_seed, base)
 
 
