@@ -81,7 +81,7 @@ def index_params(client, index_type: str, n: int) -> tuple:
     if index_type == "IVF_FLAT":
         nlist = int(2 ** round(np.log2(4 * np.sqrt(n))))
         params, search = {"nlist": nlist}, {"nprobe": 32}
-    if index_type == "HNSW":
+    if index_type == "HNSW":  # the store's defaults (src/unibind/search/stores/milvus.py)
         params, search = {"M": 32, "efConstruction": 200}, {"ef": 192}
     ip = client.prepare_index_params()
     ip.add_index("vector", index_type=index_type, metric_type="IP", params=params)
@@ -89,7 +89,7 @@ def index_params(client, index_type: str, n: int) -> tuple:
 
 
 def run_size(n: int, args, rows_out: list) -> None:
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType, MilvusClient, MilvusException
 
     x = make_data(n, args.dim, args.data, seed=n)
     q = make_data(args.queries, args.dim, args.data, seed=n + 1)
@@ -98,6 +98,7 @@ def run_size(n: int, args, rows_out: list) -> None:
     truth, ex_lat, ex_batch = exact_truth(x, q, args.k, None)
     truth_f, exf_lat, exf_batch = exact_truth(x, q, args.k, audio)
     rows_out.append((n, "unibind exact", "-", "-", ex_lat, ex_batch, 1.0, exf_lat, 1.0))
+    print(row_line(rows_out[-1]), flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="scale-index-"))
     try:
@@ -120,7 +121,11 @@ def run_size(n: int, args, rows_out: list) -> None:
             client.release_collection("bench")
             client.drop_index("bench", "vector")
             ip, params = index_params(client, index_type, n)
-            client.create_index("bench", ip)
+            try:
+                client.create_index("bench", ip, timeout=3600)
+            except MilvusException as exc:  # a long build can outlive one gRPC call: retried
+                if "already exists" not in str(exc):
+                    raise
             client.load_collection("bench")
             client.search("bench", data=[q[0]], limit=args.k, search_params=params)  # warm
             build_s = time.perf_counter() - t
@@ -128,7 +133,7 @@ def run_size(n: int, args, rows_out: list) -> None:
             ids_f, lat_f, _ = milvus_search(client, q, args.k, 'modality == "audio"', params)
             rows_out.append((n, f"Milvus Lite {index_type}", f"{insert_s:.0f}", f"{build_s:.0f}",
                              lat, batch, recall(ids, truth), lat_f, recall(ids_f, truth_f)))
-            print(f"n={n} {index_type}: built in {build_s:.1f} s", flush=True)
+            print(row_line(rows_out[-1]), flush=True)
         client.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,10 +157,15 @@ def main() -> None:
     print("| n | search | insert s | index build s | latency ms p50 / p95 | batch q/s | "
           "recall@10 | filtered p50 ms | filtered recall@10 |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, name, ins, build, lat, batch, rec, lat_f, rec_f in rows:
-        print(f"| {n:,} | {name} | {ins} | {build} | {np.median(lat):.1f} / "
-              f"{np.percentile(lat, 95):.1f} | {batch:,.0f} | {rec:.3f} | "
-              f"{np.median(lat_f):.1f} | {rec_f:.3f} |")
+    for row in rows:
+        print(row_line(row))
+
+
+def row_line(row: tuple) -> str:
+    n, name, ins, build, lat, batch, rec, lat_f, rec_f = row
+    return (f"| {n:,} | {name} | {ins} | {build} | {np.median(lat):.1f} / "
+            f"{np.percentile(lat, 95):.1f} | {batch:,.0f} | {rec:.3f} | "
+            f"{np.median(lat_f):.1f} | {rec_f:.3f} |")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,63 @@ def test_lite_file_held_by_another_process(tmp_path: Path):
         holder.wait(timeout=60)
     build_index(run_path, store=f"milvus://{path}")  # the lock went with the process
     assert len(open_store(f"milvus://{path}")) == 135
+
+
+@pytest.fixture
+def lite_server(tmp_path: Path):
+    """``python -m milvus_lite server`` on a free 127.0.0.1 port: a Milvus gRPC server (the
+    http:// path), stopped after the test."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                             str(tmp_path / "server.db"), "--host", "127.0.0.1", "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the Milvus Lite server did not start within 60 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        from unibind.search.stores.milvus import close_clients
+
+        close_clients()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_server_store_shared_by_processes(tiny: dict[str, Path], lite_server: str):
+    uri = lite_server + "?collection=served"
+    build_index(tiny["run"], store=uri)
+    query = ["search", str(tiny["run"]), "--text", "a church bell", "--k", "5", "--json"]
+    # another process searches the server while this one holds a client to it
+    other = subprocess.run([sys.executable, "-c", "from unibind.cli import main; main()",
+                            *query, "--index", uri],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stderr[-2000:]
+    here = Space.load(tiny["run"], uri).search(text="a church bell", k=5)
+    faiss_side = Space.load(tiny["run"]).search(text="a church bell", k=5)
+    got = json.loads(other.stdout.strip().splitlines()[-1])["results"]
+    assert [r["id"] for r in got] == [r["id"] for r in here["results"]] == \
+        [r["id"] for r in faiss_side["results"]]
+
+
+def test_store_search_from_threads(tiny: dict[str, Path]):
+    from concurrent.futures import ThreadPoolExecutor
+
+    space = Space.load(tiny["run"], tiny["uri"])
+    q = unit_queries(8, space.run.embed_dim, seed=3)
+    want = [space.search_vectors(q[i:i + 1], 5, None, "balanced")[1] for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: space.search_vectors(q[i:i + 1], 5, None, "balanced")[1],
+                            list(range(8)) * 3))
+    for i, rows in enumerate(got):
+        np.testing.assert_array_equal(rows, want[i % 8])
