@@ -165,6 +165,10 @@ def test_cli_index_and_search_on_a_store(tiny: dict[str, Path], tmp_path: Path):
     res = runner.invoke(app, ["search", str(tiny["run"]), "--text", "x", "--store",
                               f"milvus://{tmp_path}/absent.db"])
     assert res.exit_code == 2 and "no Milvus Lite store" in res.output
+    res = runner.invoke(app, ["index", "add", str(tiny["run"]), str(tiny["full"]), "--store",
+                              uri, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["added"] == 12
 
 
 @pytest.mark.parametrize("uri, message", [
@@ -182,6 +186,9 @@ def test_malformed_uris_are_clear_errors(uri: str, message: str):
 
 def test_unusable_stores_are_clear_errors(tiny: dict[str, Path], tmp_path: Path):
     from unibind.errors import UnibindError
+
+    with pytest.raises(StoreError, match="pass store URIs as strings"):
+        Space.load(tiny["run"], Path(tiny["uri"]))
 
     with pytest.raises(StoreError, match="no Milvus Lite store"):
         open_store(f"milvus://{tmp_path}/absent.db")

@@ -12,6 +12,7 @@ Milvus is optional (``pip install 'unibind[milvus]'``); it is imported only when
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,9 @@ class StoreURI:
 
 def is_store_uri(value: Any) -> bool:
     """True for ``scheme://...`` strings (a store URI), False for folder paths."""
+    if isinstance(value, os.PathLike) and re.match(r"^(milvus|https?):/", os.fspath(value)):
+        raise StoreError(f"{os.fspath(value)!r} looks like a store URI turned into a path "
+                         "(a Path collapses '//'): pass store URIs as strings")
     return isinstance(value, str) and "://" in value
 
 
