@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit
 
 scale_app = typer.Typer(no_args_is_help=True, help="Plans for collections beyond one machine.")
 app.add_typer(scale_app, name="scale")
@@ -28,17 +28,13 @@ def plan(config: Path = typer.Option(None, "--config",
     shards and the latency budget, from per-node figures (defaults: docs/SCALE.md)."""
     import json
 
-    from unibind.errors import UnibindError
     from unibind.scale.plan import compute_plan, format_plan, load_inputs, scale_items
 
-    try:
-        inputs = load_inputs(config, gpus=gpus, index_type=index_type)
-        if items is not None:
-            inputs["items"] = scale_items(inputs["items"], items)
-        if show_inputs:
-            typer.echo(json.dumps(inputs, indent=2))
-            return
-        result = compute_plan(inputs)
-    except UnibindError as exc:
-        fail(str(exc))
+    inputs = load_inputs(config, gpus=gpus, index_type=index_type)
+    if items is not None:
+        inputs["items"] = scale_items(inputs["items"], items)
+    if show_inputs:
+        typer.echo(json.dumps(inputs, indent=2))
+        return
+    result = compute_plan(inputs)
     emit(result, as_json, format_plan(result))

@@ -22,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-from unibind.errors import UnibindError
 from unibind.search.parts import SpaceIndexError
 
 DEFAULT_COLLECTION = "unibind"
@@ -30,7 +29,7 @@ _SCHEMES = ("milvus", "http", "https")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
-class StoreError(SpaceIndexError, UnibindError):
+class StoreError(SpaceIndexError):
     """A store URI that is malformed, unreachable, locked or holds no unibind index."""
 
 
