@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +86,6 @@ def _lite_locked(path: str) -> bool:
     """True when another process holds Milvus Lite's lock on ``path`` (checked before
     connecting, so that Milvus Lite does not log a traceback for it)."""
     import fcntl
-    import os
 
     lock = Path(path) / "LOCK"
     if not lock.is_file() or os.path.abspath(path) in _lite_servers():
@@ -120,7 +120,8 @@ def client(uri: StoreURI, create: bool = False) -> Any:
                                  "or put the index on a Milvus server (http://HOST:19530) to "
                                  "share it")
         try:
-            made = pymilvus.MilvusClient(uri.target, timeout=10)
+            token = os.environ.get("UNIBIND_MILVUS_TOKEN", "") if uri.kind == "server" else ""
+            made = pymilvus.MilvusClient(uri.target, token=token, timeout=10)
         except pymilvus.exceptions.MilvusException as exc:
             what = "open Milvus Lite file" if uri.kind == "lite" else "reach Milvus server"
             raise StoreError(f"cannot {what} {uri.target}: {_reason(exc)}") from exc
