@@ -27,9 +27,10 @@ import numpy as np
 from unibind.errors import InputNotFound, UsageError, unknown
 from unibind.modalities import check_modality, get_modality, ordered
 from unibind.run.folder import Run
-from unibind.search.index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
+from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
 from unibind.search.merge import MODES, merge_topk
 from unibind.search.pair_expansion import expand_via_pairs, group_members
+from unibind.search.stores import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Space:
     """A run plus its index: embed queries, search, describe results."""
 
     run: Run
-    index: SpaceIndex
+    index: VectorStore  # a faiss index folder or a Milvus collection
     _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
     _members: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -175,7 +176,7 @@ class Space:
             return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
         per = self.index.search(q, k, mods)
         calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
-        pool = {m: self.index.parts[m].ntotal for m in per}
+        pool = {m: self.index.pool_sizes()[m] for m in per}
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
                                      calibration=calibration, pool_sizes=pool)
         return scores, rows, mode
@@ -188,7 +189,7 @@ class Space:
         if mode not in ("none", "balanced", "calibrated"):
             raise UsageError(f"pair expansion merges in none/balanced/calibrated mode, not {mode}")
         qm = query_modalities[0]
-        if qm not in self.index.parts:
+        if qm not in self.index.modalities:
             raise SpaceIndexError(f"pair expansion needs {qm} items in the index")
         if self._members is None:
             with self._lock:
@@ -200,16 +201,15 @@ class Space:
         # expanded scores are standardised already: "calibrated" merges them as they are
         merge_mode = "balanced" if mode == "balanced" else "none"
         scores, _, rows = merge_topk(per, k, merge_mode,
-                                     pool_sizes={m: self.index.parts[m].ntotal for m in per})
+                                     pool_sizes={m: self.index.pool_sizes()[m] for m in per})
         return scores, rows, f"{'balanced' if mode == 'balanced' else 'calibrated'}+pairs"
 
     def describe(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         """Result dicts (rank, score, id, modality, label, path or text) for one query."""
         out = []
-        for rank, (row, score) in enumerate(zip(rows, scores), start=1):
-            if row < 0:
-                break
-            item = self.index.items.iloc[int(row)]
+        n = next((i for i, r in enumerate(rows) if r < 0), len(rows))  # results end at -1
+        table = self.index.lookup(np.asarray(rows[:n], dtype=np.int64))
+        for rank, (score, (_, item)) in enumerate(zip(scores, table.iterrows()), start=1):
             res = {"rank": rank, "score": round(float(score), 6), "id": item["id"],
                    "modality": item["modality"], "label": item["label"]}
             if get_modality(item["modality"]).inline:
@@ -232,7 +232,7 @@ class Space:
         scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
         query = {m: [str(x) for x in v] for m, v in given.items()}
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                ordered(self.index.parts), "mode": mode,
+                self.index.modalities, "mode": mode,
                 "results": self.describe(rows[0], scores[0])}
 
 
