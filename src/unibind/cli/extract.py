@@ -8,6 +8,7 @@ import typer
 
 from unibind.cli._app import JSON_OPTION, app, emit, fail
 from unibind.encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
+from unibind.errors import UnibindError
 from unibind.features.extract import extract as run_extract
 from unibind.features.manifest import ManifestError
 from unibind.util.runtime import pick_device, pick_dtype
@@ -23,9 +24,17 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             text_encoder: str = typer.Option(None, help="Hub id or folder for text (BERT)."),
             image_encoder: str = typer.Option(None, help="Hub id or folder for images (CLIP)."),
             audio_encoder: str = typer.Option(None, help="Hub id or folder for audio (CLAP)."),
-            batch_size: int = typer.Option(32, min=1),
+            batch_size: str = typer.Option("auto", help="auto (largest that fits on cuda, else "
+                                           "32) or a number."),
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
-            dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
+            dtype: str = typer.Option("auto", help="auto (bf16, else fp16 on cuda; fp32 off it),"
+                                      " fp32, fp16, bf16."),
+            workers: int = typer.Option(None, min=1, help="Decode threads (default: cores)."),
+            preprocess: str = typer.Option("host", help="host, or device: image resize and "
+                                           "CLAP log-mel on the model's device."),
+            engine: str = typer.Option("local", help="local, or ray (needs unibind[ray])."),
+            address: str = typer.Option(None, help="Ray cluster: auto, ray://HOST:PORT "
+                                        "(default: a local one)."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
             as_json: bool = JSON_OPTION) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
@@ -36,8 +45,9 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
     try:
         summary = run_extract(manifest, out, profile=profile, overrides=overrides,
                               cache_dir=cache_dir, batch_size=batch_size, device=dev,
-                              dtype=pick_dtype(dev, dtype))
-    except (ManifestError, KeyError, OSError) as exc:
+                              dtype=pick_dtype(dev, dtype), workers=workers, engine=engine,
+                              address=address, preprocess=preprocess)
+    except (ManifestError, KeyError, OSError, UnibindError) as exc:
         fail(str(exc))
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]

@@ -33,10 +33,14 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """RGB image, fully decoded (truncated or corrupt files raise here, not later)."""
+def load_image(path: str | os.PathLike, draft: tuple[int, int] | None = None) -> Image.Image:
+    """RGB image, fully decoded (truncated or corrupt files raise here, not later).
+
+    ``draft``: let JPEGs decode at a reduced scale no smaller than this (width, height)."""
     try:
         with Image.open(path) as img:
+            if draft:
+                img.draft("RGB", draft)
             img.load()
             if img.width == 0 or img.height == 0:
                 raise MediaError("empty image (0 pixels)")
