@@ -11,7 +11,6 @@ from unibind.encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_prof
 from unibind.errors import UnibindError
 from unibind.features.extract import extract as run_extract
 from unibind.features.manifest import ManifestError
-from unibind.util.runtime import pick_device, pick_dtype
 
 encoders_app = typer.Typer(no_args_is_help=True, help="Encoder profiles.")
 app.add_typer(encoders_app, name="encoders")
@@ -40,14 +39,13 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
     Exit status 1 when any item failed (the others are still written)."""
-    dev = pick_device(device)
     overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
     try:
         summary = run_extract(manifest, out, profile=profile, overrides=overrides,
-                              cache_dir=cache_dir, batch_size=batch_size, device=dev,
-                              dtype=pick_dtype(dev, dtype), workers=workers, engine=engine,
+                              cache_dir=cache_dir, batch_size=batch_size, device=device,
+                              dtype=dtype, workers=workers, engine=engine,
                               address=address, preprocess=preprocess)
-    except (ManifestError, KeyError, OSError, UnibindError) as exc:
+    except (ManifestError, KeyError, OSError, ValueError, UnibindError) as exc:
         fail(str(exc))
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]

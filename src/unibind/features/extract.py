@@ -76,6 +76,8 @@ class Options:
     workers: int | None = None
     engine: str = "local"
     address: str | None = None
+    device_request: str | None = None  # as asked ("auto", "cuda:1" ...): for remote workers
+    dtype_request: str | None = None
 
 
 def _load(spec: EncoderSpec, opts: Options):
@@ -133,6 +135,10 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
             new, failed = ray_engine.encode_ray(spec, work.plan_batches(planned, size),
                                                 cache_dir, opts)
             cache = FeatureCache(cache_dir, result.fingerprint)  # shards written by actors
+            if new:
+                result.dim = int(next(iter(new.values())).shape[0])
+                cache.describe({"spec": spec.to_dict(), "identity": identity(spec),
+                                "dim": result.dim})
         else:
             encoder = _load(spec, opts)
             cache.describe({"spec": spec.to_dict(), "identity": encoder.identity,
@@ -182,7 +188,8 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
         raise UsageError(f"workers must be at least 1, not {workers}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
     opts = Options(batch_size=batch_size, device=dev, workers=workers, engine=engine,
-                   address=address,
+                   address=address, device_request=None if device is None else str(device),
+                   dtype_request=None if dtype is None else str(dtype).removeprefix("torch."),
                    dtype=dtype if isinstance(dtype, torch.dtype) else pick_dtype(dev, dtype))
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
