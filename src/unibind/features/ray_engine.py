@@ -49,9 +49,13 @@ def _prepare(row: dict[str, Any], spec: dict[str, Any], pin_memory: bool) -> dic
 class _Forward:
     """Actor: one encoder on its device; forwards prepared batches and writes cache shards."""
 
-    def __init__(self, spec: dict[str, Any], cache_dir: str, device: str, dtype: str | None):
+    def __init__(self, spec: dict[str, Any], cache_dir: str, device: str, dtype: str | None,
+                 threads: int):
+        torch.set_num_threads(threads)  # this actor's own process: its share of the node
         dev = pick_device(device)
         self.encoder = load_encoder(spec, device=dev, dtype=pick_dtype(dev, dtype))
+        if dev.type == "cpu" and self.encoder.dtype == torch.float32:  # Ray may fuse the
+            _PREPROCESSORS.setdefault(fingerprint(self.encoder.spec), self.encoder)  # decode here
         self.cache = FeatureCache(cache_dir, fingerprint(EncoderSpec.from_dict(spec)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -104,17 +108,19 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
             actors, resources = max(1, gpus), {"num_gpus": 1, "num_cpus": 1}
             device, dtype = "cuda", opts.dtype_request
         else:  # fractional CPUs leave room for the decode tasks (no starved reads)
-            actors, resources = max(1, int(cpus) // 2), {"num_cpus": 0.5}
+            actors, resources = max(1, int(cpus) // 4), {"num_cpus": 0.5}
             device, dtype = "cpu", _dtype_name(opts.dtype)
+        threads = max(1, int(cpus) // actors)  # torch threads per actor (its CPU share)
         rows = [{"n": k, "ids": [w[0] for w in b], "digests": [w[1] for w in b],
                  "inputs": [str(w[2]) for w in b]} for k, b in enumerate(batches)]
         spec_dict = spec.to_dict()
         log.info("ray: %d batches, %d %s actor(s)", len(rows), actors, device)
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu}, num_cpus=1)
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * int(cpus)))
+        ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu},
+                    num_cpus=0.5)
         ds = ds.map_batches(_Forward, batch_size=1, compute=ActorPoolStrategy(size=actors),
-                            fn_constructor_args=(spec_dict, str(Path(cache_dir)), device, dtype),
-                            **resources)
+                            fn_constructor_args=(spec_dict, str(Path(cache_dir)), device, dtype,
+                                                 threads), **resources)
         status = ds.take_all()
     errors = {r["id"]: r["reason"] for r in status if r["reason"]}
     digests = {w[0]: w[1] for b in batches for w in b}
