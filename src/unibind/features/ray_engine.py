@@ -79,7 +79,10 @@ def _cluster(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
+        ray.init(address=address)
+    else:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
