@@ -37,7 +37,9 @@ def one(args: argparse.Namespace) -> dict:
     from unibind.util.runtime import pick_device
 
     steps = {"n": 0}
-    torch.optim.optimizer.register_optimizer_step_post_hook(
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    register_optimizer_step_post_hook(
         lambda *a: steps.__setitem__("n", steps["n"] + 1))
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
