@@ -47,7 +47,7 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
         else:
             try:
                 draft = (self.short_edge,) * 2 if self.preprocess == "device" else None
-                image = load_image(item, draft=draft)
+                image = load_image(item, self.limits.max_pixels, draft=draft)
             except MediaError as exc:
                 raise ItemError(item, str(exc)) from exc
         if self.preprocess == "device":

@@ -21,12 +21,15 @@ import pandas as pd
 import torch
 
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
-from unibind.encoders.spec import fingerprint, identity
+from unibind.encoders.base import EncoderLoadError
+from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.errors import UsageError
 from unibind.features import local_engine, work
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 from unibind.features.store import save_features
+from unibind.modalities import get_modality
 from unibind.util.runtime import cache_root, pick_device, pick_dtype
 
 ENGINES = ("local", "ray")
@@ -47,18 +50,15 @@ class ModalityResult:
 
 
 def _item_input(manifest: Manifest, row: pd.Series) -> str | Path:
-    if row["modality"] == "text":
-        return row["text"] if row["text"].strip() or not row["path"] else \
-            manifest.resolve(row["path"]).read_text(encoding="utf-8")
-    return manifest.resolve(row["path"])
+    return get_modality(row["modality"]).item_input(row["text"], row["path"], manifest.resolve)
 
 
 def _digest(modality: str, item: str | Path) -> str:
-    return text_digest(item) if modality == "text" else file_digest(item)
+    return text_digest(item) if get_modality(modality).inline else file_digest(item)
 
 
 def _size_key(modality: str, item: str | Path) -> int:
-    return len(item) if modality == "text" else os.path.getsize(item)
+    return len(item) if get_modality(modality).inline else os.path.getsize(item)
 
 
 def _error(row: pd.Series, reason: str) -> dict[str, str]:
@@ -78,15 +78,19 @@ class Options:
     address: str | None = None
     device_request: str | None = None  # as asked ("auto", "cuda:1" ...): for remote workers
     dtype_request: str | None = None
+    limits: MediaLimits = DEFAULT_LIMITS
 
 
 def _load(spec: EncoderSpec, opts: Options):
     try:
-        return load_encoder(spec, device=opts.device, dtype=opts.dtype)
+        encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype)
     except OSError as exc:
-        raise OSError(f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
-                      f"Without the Hugging Face hub, use --profile offline, or a local "
-                      f"model folder (--{spec.modality}-encoder DIR).") from exc
+        raise EncoderLoadError(
+            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+            f"Without the Hugging Face hub, use --profile offline, or a local "
+            f"model folder (--{spec.modality}-encoder DIR).") from exc
+    encoder.limits = opts.limits
+    return encoder
 
 
 def _batch_size(encoder, first: work.WorkItem, opts: Options) -> int:
@@ -169,7 +173,8 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
             cache_dir: str | os.PathLike | None = None, batch_size: int | str = "auto",
             device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
             workers: int | None = None, engine: str = "local", address: str | None = None,
-            preprocess: str = "host") -> dict[str, Any]:
+            preprocess: str = "host", limits: MediaLimits = DEFAULT_LIMITS,
+            allow_outside: bool = False) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
 
@@ -177,7 +182,9 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     fp16; fp32 off CUDA). ``batch_size`` "auto": the largest that fits on CUDA, else 32.
     ``workers``: decode threads (default: the machine's cores). ``engine``: "local" or "ray"
     (``address`` of the Ray cluster; default: start or join a local one). ``preprocess``:
-    "device" resizes images / computes CLAP log-mels on the model's device."""
+    "device" resizes images / computes CLAP log-mels on the model's device.
+    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
+    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if preprocess not in ("host", "device"):
@@ -190,19 +197,28 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     opts = Options(batch_size=batch_size, device=dev, workers=workers, engine=engine,
                    address=address, device_request=None if device is None else str(device),
                    dtype_request=None if dtype is None else str(dtype).removeprefix("torch."),
-                   dtype=dtype if isinstance(dtype, torch.dtype) else pick_dtype(dev, dtype))
+                   dtype=dtype if isinstance(dtype, torch.dtype) else pick_dtype(dev, dtype),
+                   limits=limits)
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     specs = {m: _with_preprocess(s, preprocess)
              for m, s in resolve_profile(profile, overrides).items()}
+    manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
+                             allow_outside=allow_outside)
+    if lacking := [m for m in manifest.modalities() if m not in specs]:
+        raise UsageError(f"profile {profile!r} has no encoder for {', '.join(lacking)}; "
+                         "give one in overrides (or register the modality's default_encoder)")
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
     table = manifest.table
     errors: dict[str, str] = {}
     results: dict[str, ModalityResult] = {}
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
-        results[modality] = _extract_modality(manifest, rows, specs[modality], cache_dir, opts,
-                                              errors)
+        try:  # a hub id -> its commit, once, before any download
+            spec = pin(specs[modality])
+        except HubRevisionError as exc:
+            raise HubRevisionError(f"cannot load the {modality} encoder "
+                                   f"{specs[modality].source!r}: {exc}") from exc
+        results[modality] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
     items, arrays = [], {}
     for modality, res in results.items():
         rows = table[(table["modality"] == modality) & table["id"].isin(res.vectors.keys())]
@@ -216,6 +232,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     meta = {
         "manifest": os.path.relpath(manifest_path.resolve(), Path(out).resolve()),
         "manifest_digest": manifest.digest(),
+        **({"allow_outside_paths": True} if allow_outside else {}),
         "profile": profile,
         "encoders": {m: {"spec": r.spec.to_dict(), "identity": identity(r.spec),
                          "fingerprint": r.fingerprint, "dim": r.dim}

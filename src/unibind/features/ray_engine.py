@@ -41,9 +41,12 @@ def _preprocessor(spec: dict[str, Any]) -> Encoder:
     return _PREPROCESSORS[key]
 
 
-def _prepare(row: dict[str, Any], spec: dict[str, Any], pin_memory: bool) -> dict[str, Any]:
+def _prepare(row: dict[str, Any], spec: dict[str, Any], pin_memory: bool,
+             limits: Any) -> dict[str, Any]:
     chunk = list(zip(row["ids"], row["digests"], row["inputs"]))
-    return {"n": row["n"], "prepared": work.prepare_batch(_preprocessor(spec), chunk, pin_memory)}
+    encoder = _preprocessor(spec)
+    encoder.limits = limits  # the run's decoding limits, as the local engine sets them
+    return {"n": row["n"], "prepared": work.prepare_batch(encoder, chunk, pin_memory)}
 
 
 class _Forward:
@@ -119,8 +122,8 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
         spec_dict = spec.to_dict()
         log.info("ray: %d batches, %d %s actor(s)", len(rows), actors, device)
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * int(cpus)))
-        ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu},
-                    num_cpus=0.5)
+        ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu,
+                                         "limits": opts.limits}, num_cpus=0.5)
         ds = ds.map_batches(_Forward, batch_size=1, compute=ActorPoolStrategy(size=actors),
                             fn_constructor_args=(spec_dict, str(Path(cache_dir)), device, dtype,
                                                  threads), **resources)

@@ -62,6 +62,9 @@ def prepare_batch(encoder: Encoder, chunk: Sequence[WorkItem], pin_memory: bool 
         except ItemError as exc:
             out.bad[item_id] = exc.reason
             continue
+        except Exception as exc:  # any decoder failure is this item's error, never the run's
+            out.bad[item_id] = f"cannot decode: {type(exc).__name__}: {exc}"
+            continue
         out.ids.append(item_id)
         out.digests.append(digest)
         out.decoded.append(decoded)
