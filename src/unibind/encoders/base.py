@@ -1,7 +1,8 @@
 """The encoder contract shared by every backend.
 
 A backend subclasses ``Encoder`` and implements ``_load_model`` (build ``self.model`` and its
-preprocessor), ``load`` (decode one item) and ``forward`` (decoded batch -> tensor). Batching,
+preprocessor), ``load`` (decode one item) and ``forward`` (decoded batch -> tensor), or instead of
+``forward`` the pair ``collate`` + ``forward_batch`` (below). Batching,
 ordering, no-grad inference and float32 output are handled here once.
 
 ``forward`` is ``forward_batch(collate(decoded))``: ``collate`` is the CPU-side batch assembly
@@ -82,8 +83,12 @@ class Encoder:
         return list(decoded)
 
     def forward_batch(self, batch: Any) -> torch.Tensor:
-        """A ``collate`` result -> ``[n, dim]`` tensor on the device."""
-        raise NotImplementedError
+        """A ``collate`` result -> ``[n, dim]`` tensor on the device. A backend implements this
+        (with ``collate``) or only ``forward`` (then the batch is the decoded list)."""
+        if type(self).forward is not Encoder.forward:
+            return self.forward(batch)
+        raise NotImplementedError(f"{type(self).__name__} implements neither forward_batch "
+                                  "nor forward")
 
     @property
     def dim(self) -> int:
