@@ -27,9 +27,10 @@ def audio_wave(item: Any, sample_rate: int, limits: MediaLimits = DEFAULT_LIMITS
         raise ItemError(item, str(exc)) from exc
 
 
-def rgb_image(item: Any, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
-    """An image file (at most ``limits.max_pixels``), a PIL image or an ``HxWx3`` uint8 array
-    -> an RGB PIL image."""
+def rgb_image(item: Any, limits: MediaLimits = DEFAULT_LIMITS,
+              draft: tuple[int, int] | None = None) -> Image.Image:
+    """An image file (at most ``limits.max_pixels``; ``draft``: let JPEG decode at a reduced
+    size, see ``load_image``), a PIL image or an ``HxWx3`` uint8 array -> an RGB PIL image."""
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.size == 0:
             raise ItemError("<array>", f"expected an HxWx3 image array, got {item.shape}")
@@ -39,6 +40,6 @@ def rgb_image(item: Any, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
             raise ItemError("<image>", "empty image (0 pixels)")
         return item.convert("RGB")
     try:
-        return load_image(item, limits.max_pixels)
+        return load_image(item, limits.max_pixels, draft=draft)
     except MediaError as exc:
         raise ItemError(item, str(exc)) from exc
