@@ -29,7 +29,6 @@ from unibind.serve.app import create_app  # noqa: E402
 from unibind.serve.limits import ServeLimits  # noqa: E402
 from unibind.serve.service import Service  # noqa: E402
 
-from .conftest import write_image, write_tone  # noqa: E402
 from .serve_support import build_tiny_run, running_server  # noqa: E402
 
 
