@@ -341,3 +341,18 @@ def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.Monkey
     assert "warning: binding 0.0.0.0" in r.output and "--token" in r.output
     r = runner.invoke(cli_app, ["serve", str(run_path.parent / "nope")])
     assert r.exit_code == 2 and "error:" in r.output
+
+
+def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import uvicorn
+
+    import unibind.report.demo as demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda **kw: {"out": str(run_path.parent)})
+    monkeypatch.setattr(demo, "demo_text", lambda summary: "demo done")
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(
+        host=host, port=port, run=app.state.service.space.run.path))
+    r = CliRunner().invoke(cli_app, ["demo", "--serve", "--port", "8765"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"host": "127.0.0.1", "port": 8765, "run": run_path}

@@ -23,6 +23,9 @@ def demo(data: Path = typer.Option(None, "--data",
          deb: Path = typer.Option(None, "--deb", help="A downloaded tuxpaint-stamps-default "
                                                      ".deb (skips apt-get download)."),
          plot_method: str = typer.Option("umap", "--plot-method", help="umap | pca."),
+         serve: bool = typer.Option(False, "--serve",
+                                    help="Then serve the run's search page (`unibind serve`)."),
+         port: int = typer.Option(8000, "--port", help="Port for --serve (on 127.0.0.1)."),
          as_json: bool = JSON_OPTION) -> None:
     """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
     from unibind.report.demo import DemoError, demo_text, run_demo
@@ -36,3 +39,7 @@ def demo(data: Path = typer.Option(None, "--data",
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         fail(f"demo failed: {exc}")
     emit(summary, as_json, demo_text(summary))
+    if serve:
+        from unibind.cli.serve import start_server
+
+        start_server(Path(summary["out"]) / "run", port=port)

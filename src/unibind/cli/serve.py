@@ -33,19 +33,27 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
           ) -> None:
     """Serve RUN: search page at http://HOST:PORT/, API docs at /docs. The run, its index and
     query encoders load once and are shared by every request."""
+    from unibind.serve.limits import ServeLimits
+
+    limits = ServeLimits(max_upload_mb=max_upload_mb, max_pixels=max_pixels,
+                         max_audio_seconds=max_audio_seconds, timeout_s=timeout,
+                         encode_workers=workers)
+    start_server(run, host, port, index=index, token=token, limits=limits, log_level=log_level)
+
+
+def start_server(run: Path, host: str = "127.0.0.1", port: int = 8000, index: Path | None = None,
+                 token: str | None = None, limits: object | None = None,
+                 log_level: str = "info") -> None:
+    """Load RUN once and serve it with uvicorn until interrupted (also `unibind demo --serve`)."""
     import uvicorn
 
     from unibind.errors import UnibindError
     from unibind.serve.app import create_app
-    from unibind.serve.limits import ServeLimits
 
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: the search API and the run's files are reachable "
                    f"from other machines{'' if token else ' without a token (--token)'}",
                    err=True)
-    limits = ServeLimits(max_upload_mb=max_upload_mb, max_pixels=max_pixels,
-                         max_audio_seconds=max_audio_seconds, timeout_s=timeout,
-                         encode_workers=workers)
     try:
         application = create_app(run, index, limits=limits, token=token)
     except (UnibindError, ValueError, OSError, KeyError, RuntimeError) as exc:

@@ -114,7 +114,7 @@ function card(r) {
   } else {
     media = el("div", { class: "media text" }, r.text || "");
   }
-  const name = (r.path || "").split("/").pop() || r.id;
+  const name = (r.path || r.id).split("/").pop();
   const item = el("li", { class: "result", tabindex: "0", role: "button",
                           "data-id": r.id, "data-modality": r.modality,
                           "aria-label": `${r.rank}. ${r.modality} ${r.label}: search by it` },
