@@ -168,7 +168,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--text-queries", type=int, default=300)
     ap.add_argument("--media-queries", type=int, default=30)
-    ap.add_argument("--workers", type=int, default=2, help="server --workers")
+    ap.add_argument("--workers", type=int, default=8, help="server --workers")
     ap.add_argument("--screenshot", type=Path, help="also save a page screenshot here")
     args = ap.parse_args()
 

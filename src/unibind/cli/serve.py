@@ -27,8 +27,9 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
                                                   help="Longest query sound."),
           timeout: float = typer.Option(30.0, "--timeout", min=0.1,
                                         help="Seconds before a request is answered 504."),
-          workers: int = typer.Option(2, "--workers", min=1,
-                                      help="Threads that embed queries (a bounded pool)."),
+          workers: int = typer.Option(8, "--workers", min=1,
+                                      help="Threads that run queries (a bounded pool); each "
+                                           "encoder still runs one (batched) forward at a time."),
           log_level: str = typer.Option("info", "--log-level", help="uvicorn log level.")
           ) -> None:
     """Serve RUN: search page at http://HOST:PORT/, API docs at /docs. The run, its index and
@@ -37,7 +38,7 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
 
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                          max_audio_seconds=max_audio_seconds, timeout_s=timeout,
-                         encode_workers=workers)
+                         workers=workers)
     start_server(run, host, port, index=index, token=token, limits=limits, log_level=log_level)
 
 

@@ -38,7 +38,8 @@ class ServeError(UnibindError):
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Caps on one request: body bytes, image pixels, audio length, k, time, parallel encodes."""
+    """Caps on one request (body bytes, image pixels, audio length, k, text, time) and the
+    number of threads that run requests."""
 
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
@@ -46,7 +47,7 @@ class ServeLimits:
     max_k: int = 200
     max_text_chars: int = 2_000
     timeout_s: float = 30.0
-    encode_workers: int = 2
+    workers: int = 8
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,9 +1,10 @@
 """The service's state over one shared ``Space``: searches, item look-ups, run info.
 
 Everything here is synchronous; the HTTP layer runs it in a bounded thread pool. Query encoders
-are loaded once at start (no lazy-load race) and each modality's encoder runs one forward at a
-time (fast tokenizers and some models are not safe to call from two threads at once); index
-searches run in parallel.
+are loaded once at start (no lazy-load race); each modality's encoder runs one forward at a time,
+concurrent text queries sharing one forward (``serve.batching``); index searches run in parallel.
+A query is embedded and searched exactly as ``Space.search`` does it (the same vectors, the same
+result dict).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,14 @@ from unibind.features.media import MediaError
 from unibind.modalities import MODALITIES
 from unibind.search.merge import MODES
 from unibind.search.space import Space, parse_modalities
+from unibind.serve.batching import Batcher
 from unibind.serve.limits import ServeError, ServeLimits, check_upload
 from unibind.serve.media import ItemTable, Thumbnails
 from unibind.util.jsonio import read_json
 
 log = logging.getLogger(__name__)
+
+BATCH = {"text": 32}  # most inputs per shared forward (media: one, their cost is per input)
 
 
 class Service:
@@ -40,9 +43,9 @@ class Service:
         self.limits = limits or ServeLimits()
         self.table = ItemTable(space.index.items)
         self.thumbs = Thumbnails()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, self.limits.encode_workers),
+        self.pool = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
                                        thread_name_prefix="unibind-serve")
-        self._locks = {m: threading.Lock() for m in MODALITIES}
+        self.embed = {m: Batcher(partial(space.embed, m), BATCH.get(m, 1)) for m in MODALITIES}
         self.encoders: dict[str, str] = {}
         if warm:
             self.warm()
@@ -79,21 +82,22 @@ class Service:
                 kind = check_upload(path, declared, self.limits, name)
                 files[kind].append(str(path))
                 shown[kind].append(name)
-            given = [m for m, v in (("text", text), *files.items()) if v]
+            given = {m: v for m, v in (("text", text), *files.items()) if v}
             if not given:
                 raise ServeError("give at least one query: text, an image or a sound")
             for m in given:
                 self._usable(m)
-            with ExitStack() as stack:  # fixed order: no two requests wait on each other
-                for m in MODALITIES:
-                    if m in given:
-                        stack.enter_context(self._locks[m])
-                result = self.space.search(text=text or None, image=files["image"] or None,
-                                           audio=files["audio"] or None, k=k,
-                                           modality=modality, balance=balance,
-                                           via_pairs=via_pairs)
-            result["query"] = {m: v for m, v in (("text", text), *shown.items()) if v}
-            return result
+            total = np.zeros(self.space.run.embed_dim, dtype=np.float64)
+            for m, items in given.items():
+                total += self.embed[m](items).sum(axis=0)
+            norm = np.linalg.norm(total)
+            if norm < 1e-12:
+                raise ServeError("the query inputs cancel out (zero vector)")
+            q = (total / norm).astype(np.float32)
+            scores, rows, mode = self.space.search_vectors(q[None], k, modality, balance,
+                                                           list(given), via_pairs)
+            query = {m: v for m, v in (("text", text), *shown.items()) if v}
+            return self._result(query, k, modality, mode, rows[0], scores[0])
         except (ItemError, MediaError) as exc:
             raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from exc
         finally:
@@ -109,11 +113,15 @@ class Service:
         scores, rows, mode = self.space.search_vectors(q[None], k + 1, modality, balance, [qm],
                                                        via_pairs)
         keep = rows[0] != row
-        results = self.space.describe(rows[0][keep][:k], scores[0][keep][:k])
-        return {"query": {"item": [item_id]}, "k": k,
-                "modality": parse_modalities(modality) or
-                [m for m in MODALITIES if m in self.space.index.parts],
-                "mode": mode, "results": results}
+        return self._result({"item": [item_id]}, k, modality, mode, rows[0][keep][:k],
+                            scores[0][keep][:k])
+
+    def _result(self, query: dict, k: int, modality: list[str] | None, mode: str,
+                rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        """The dict ``Space.search`` (and ``unibind search --json``) returns."""
+        return {"query": query, "k": k, "modality": parse_modalities(modality) or
+                [m for m in MODALITIES if m in self.space.index.parts], "mode": mode,
+                "results": self.space.describe(rows, scores)}
 
     def item_vector(self, row: int, modality: str) -> np.ndarray:
         part = self.space.index.parts[modality]
@@ -124,9 +132,7 @@ class Service:
             return part.faiss_index.reconstruct(local).astype(np.float32)
         except RuntimeError:  # an index without a direct map: embed the item's raw input again
             item = self.space.index.items.iloc[row]
-            raw = item["text"] if modality == "text" else item["path"]
-            with self._locks[modality]:
-                return self.space.embed(modality, [raw])[0]
+            return self.embed[modality]([item["text"] if modality == "text" else item["path"]])[0]
 
     def _usable(self, modality: str) -> None:
         state = self.encoders.get(modality)
