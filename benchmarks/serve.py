@@ -207,7 +207,9 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
 
-    print(f"\nrun: {run} ({source}); server start {start_s:.1f} s; {os.cpu_count()} CPUs\n")
+    load_avg = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nrun: {run} ({source}); server start {start_s:.1f} s; {os.cpu_count()} CPUs, "
+          f"load average {load_avg}\n")
     print("| requests | n | p50 ms | p90 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|")
     for name, xs in rows:

@@ -163,6 +163,18 @@ def test_bad_json_requests(client: TestClient, body, needle):
 def test_non_json_body(client: TestClient):
     r = client.post("/api/search", content=b"{oops", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "not JSON" in r.json()["error"]
+    r = client.post("/api/search", content=b"--x\r\nnonsense",
+                    headers={"content-type": "multipart/form-data"})  # no boundary
+    assert r.status_code == 400 and r.json()["error"]
+
+
+def test_one_error_shape(client: TestClient, service: Service):
+    assert client.get("/api/nowhere").json() == {"error": "Not Found"}
+    image_id = service.space.index.items.query("modality == 'image'")["id"].iloc[0]
+    r = client.get(f"/api/items/{image_id}/media", params={"size": "big"})
+    assert r.status_code == 422 and r.json()["error"].startswith("size:")
+    r = client.post("/api/search", files={"sound": ("q.wav", b"RIFF")})
+    assert r.status_code == 422 and "unknown file field 'sound'" in r.json()["error"]
 
 
 def test_limits_name_themselves(run_path: Path, client: TestClient):
