@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from unibind.errors import UnibindError
 from unibind.search.space import Space, parse_modalities
 from unibind.serve.limits import ServeError, ServeLimits, too_large
 from unibind.serve.media import DEFAULT_THUMB, audio_type
@@ -149,7 +150,7 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
                              status=504, limit="timeout_s", value=limits.timeout_s) from exc
         except ServeError:
             raise
-        except (ValueError, KeyError, FileNotFoundError) as exc:  # Space's bad-value errors
+        except (UnibindError, ValueError, KeyError, FileNotFoundError) as exc:  # bad values
             raise ServeError(str(exc).strip("'\"")) from exc
 
     @app.get("/api/health", tags=["service"])
@@ -294,7 +295,7 @@ def _remove(tmp: Path | None) -> None:
 def _search_body() -> dict[str, Any]:
     schema = SearchRequest.model_json_schema()
     files = {"type": "object", "properties": {
-        **{k: v for k, v in schema["properties"].items()},
+        **schema["properties"],
         "image": {"type": "string", "format": "binary"},
         "audio": {"type": "string", "format": "binary"},
         "file": {"type": "string", "format": "binary",
