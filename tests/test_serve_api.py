@@ -387,3 +387,13 @@ def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.Monk
     r = CliRunner().invoke(cli_app, ["demo", "--serve", "--port", "8765"])
     assert r.exit_code == 0, r.output
     assert seen == {"host": "127.0.0.1", "port": 8765, "run": run_path}
+
+
+def test_app_closes_its_own_service_at_shutdown(run_path: Path, service: Service):
+    with TestClient(create_app(run_path)) as c:
+        own = c.app.state.service
+        assert c.get("/api/health").status_code == 200
+    assert own.pool._shutdown
+    with TestClient(create_app(service)):
+        pass
+    assert not service.pool._shutdown  # a Service handed in stays the caller's

@@ -11,6 +11,8 @@ import hmac
 import json
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +99,21 @@ class BodyLimit:
 def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLike | None = None,
                *, limits: ServeLimits | None = None, token: str | None = None) -> FastAPI:
     """The service for ``run`` (a run folder, a loaded ``Space`` or a ``Service``)."""
+    owned = not isinstance(run, Service)
     if isinstance(run, Service):
         service = run
     else:
         space = run if isinstance(run, Space) else Space.load(run, index)
         service = Service(space, limits)
     limits = service.limits
-    app = FastAPI(title="unibind", version="1",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:  # a Service handed in belongs to the caller
+            service.close()
+
+    app = FastAPI(title="unibind", version="1", lifespan=lifespan,
                   description="Search one embedding space of text, images and sound.")
     app.state.service = service
     app.add_middleware(BodyLimit, limits=limits)
