@@ -16,6 +16,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -206,6 +207,8 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if source.startswith("tiny"):
+            shutil.rmtree(run.parent, ignore_errors=True)
 
     load_avg = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nrun: {run} ({source}); server start {start_s:.1f} s; {os.cpu_count()} CPUs, "
