@@ -85,8 +85,7 @@ function render(result, ms) {
   list.replaceChildren(...result.results.map(card));
   document.body.dataset.results = String(result.results.length);
   setStatus(`${result.results.length} results in ${Math.round(ms)} ms · mode ${result.mode}`
-            + (state.similar ? ` · similar to ${state.similar.label} (${state.similar.modality})`
-                             : ""));
+            + (state.similar ? ` · similar to ${shortName(state.similar)}` : ""));
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -97,6 +96,8 @@ function el(tag, attrs = {}, ...children) {
   node.append(...children);
   return node;
 }
+
+function shortName(r) { return (r.path || r.id).split("/").pop(); }
 
 function card(r) {
   let media;
@@ -114,7 +115,7 @@ function card(r) {
   } else {
     media = el("div", { class: "media text" }, r.text || "");
   }
-  const name = (r.path || r.id).split("/").pop();
+  const name = shortName(r);
   const item = el("li", { class: "result", tabindex: "0", role: "button",
                           "data-id": r.id, "data-modality": r.modality,
                           "aria-label": `${r.rank}. ${r.modality} ${r.label}: search by it` },
@@ -157,7 +158,8 @@ function chips() {
                       "×");
     remove.addEventListener("click", clear);
     box.append(el("span", { class: "chip" },
-                  `similar to ${state.similar.modality}: ${state.similar.label}`, remove));
+                  `similar to ${state.similar.modality} ${shortName(state.similar)}`
+                  + ` (${state.similar.label})`, remove));
   }
 }
 
