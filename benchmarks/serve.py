@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/serve.py                 # the demo run (~/.cache/unibind/demo/run)
     .venv/bin/python benchmarks/serve.py RUN --clients 32 --requests 1000
     .venv/bin/python benchmarks/serve.py --screenshot docs/serve.png   # also a page screenshot
+    .venv/bin/python benchmarks/serve.py --threads 0,1   # torch default vs 1 thread, in turn
 
 The server is a separate process (`unibind serve RUN`, as a user starts it); clients are threads
 here, each with its own keep-alive HTTP/1.1 connection. Without the demo run (`make demo`) a
@@ -26,8 +27,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["dog", "cat", "bird", "rain", "bell", "car", "train", "tree", "flower", "water", "music",
@@ -53,11 +56,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, workers: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep +
            os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-c", "from unibind.cli import main; main()", "serve", str(run),
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+           "--port", str(port), "--workers", str(workers), "--threads", str(threads),
+           "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -137,8 +141,6 @@ def ms(xs: list[float], q: float) -> str:
 
 
 def first_file(run: Path, modality: str) -> Path:
-    import pandas as pd
-
     items = pd.read_parquet(run / "index" / "items.parquet")
     return Path(items[items["modality"] == modality]["path"].iloc[0])
 
@@ -170,6 +172,8 @@ def main() -> None:
     ap.add_argument("--text-queries", type=int, default=300)
     ap.add_argument("--media-queries", type=int, default=30)
     ap.add_argument("--workers", type=int, default=8, help="server --workers")
+    ap.add_argument("--threads", default="0",
+                    help="server --threads settings to compare, e.g. 0,1 (0 = torch's default)")
     ap.add_argument("--screenshot", type=Path, help="also save a page screenshot here")
     args = ap.parse_args()
 
@@ -179,9 +183,34 @@ def main() -> None:
         source = "demo run (offline profile)"
         if not (run / "index" / "index.json").is_file():
             run, source = tiny_run(), "tiny-profile run on generated media (no demo run found)"
+    settings = [int(x) for x in args.threads.split(",")]
+    try:
+        results = [(th, *measure(run, args, th, args.screenshot if n == 0 else None))
+                   for n, th in enumerate(settings)]
+    finally:
+        if source.startswith("tiny"):
+            shutil.rmtree(run.parent, ignore_errors=True)
+
+    load_avg = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nrun: {run} ({source}); {os.cpu_count()} CPUs, load average {load_avg}\n")
+    print("| server --threads | requests | n | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for th, rows, _, _, _ in results:
+        for name, xs in rows:
+            print(f"| {th or 'default'} | {name} | {len(xs)} | {ms(xs, 50)} | {ms(xs, 90)} | "
+                  f"{ms(xs, 99)} |")
+    print()
+    for th, _, errors, wall, start_s in results:
+        print(f"--threads {th or 'default'}: {args.requests} text searches from {args.clients} "
+              f"concurrent clients: {errors} errors, {wall:.1f} s, "
+              f"{args.requests / wall:.0f} requests/s (server start {start_s:.1f} s)")
+
+
+def measure(run: Path, args: argparse.Namespace, threads: int, shot: Path | None) -> tuple:
+    """One server (``--threads``), every series; (rows, errors, wall s, start s)."""
     port = free_port()
     t = time.perf_counter()
-    proc = start_server(run, port, args.workers)
+    proc = start_server(run, port, args.workers, threads)
     start_s = time.perf_counter() - t
     try:
         c = Client(port)
@@ -194,33 +223,17 @@ def main() -> None:
             rows.append((f"{m} upload query", series(
                 c, args.media_queries, lambda i: ("POST", "/api/search", body, ctype))))
         sim = json.dumps({"k": 10}).encode()
-        import pandas as pd
-
         ids = pd.read_parquet(run / "index" / "items.parquet")["id"].tolist()
-        from urllib.parse import quote
-
         rows.append(("similar (by item)", series(c, args.text_queries, lambda i: (
             "POST", f"/api/items/{quote(ids[i % len(ids)], safe='')}/similar", sim))))
         errors, wall, loaded = load(port, args.clients, args.requests)
-        if args.screenshot:
-            screenshot(port, args.screenshot, "a dog barking")
+        rows.append((f"text, {args.clients} concurrent clients", loaded))
+        if shot:
+            screenshot(port, shot, "a dog barking")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        if source.startswith("tiny"):
-            shutil.rmtree(run.parent, ignore_errors=True)
-
-    load_avg = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nrun: {run} ({source}); server start {start_s:.1f} s; {os.cpu_count()} CPUs, "
-          f"load average {load_avg}\n")
-    print("| requests | n | p50 ms | p90 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|")
-    for name, xs in rows:
-        print(f"| {name} | {len(xs)} | {ms(xs, 50)} | {ms(xs, 90)} | {ms(xs, 99)} |")
-    print(f"| text, {args.clients} concurrent clients | {len(loaded)} | {ms(loaded, 50)} | "
-          f"{ms(loaded, 90)} | {ms(loaded, 99)} |")
-    print(f"\n{args.requests} text searches from {args.clients} concurrent clients: "
-          f"{errors} errors, {wall:.1f} s, {args.requests / wall:.0f} requests/s")
+    return rows, errors, wall, start_s
 
 
 if __name__ == "__main__":

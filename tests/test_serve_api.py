@@ -372,6 +372,14 @@ def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.Monkey
     assert "warning: binding 0.0.0.0" in r.output and "--token" in r.output
     r = runner.invoke(cli_app, ["serve", str(run_path.parent / "nope")])
     assert r.exit_code == 2 and "error:" in r.output
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        r = runner.invoke(cli_app, ["serve", str(run_path), "--threads", "1"])
+        assert r.exit_code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):

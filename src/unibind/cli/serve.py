@@ -30,12 +30,19 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
           workers: int = typer.Option(8, "--workers", min=1,
                                       help="Threads that run queries (a bounded pool); each "
                                            "encoder still runs one (batched) forward at a time."),
+          threads: int = typer.Option(0, "--threads", min=0,
+                                      help="torch threads per forward (0 = torch's default; 1 "
+                                           "steadies latency on a busy CPU)."),
           log_level: str = typer.Option("info", "--log-level", help="uvicorn log level.")
           ) -> None:
     """Serve RUN: search page at http://HOST:PORT/, API docs at /docs. The run, its index and
     query encoders load once and are shared by every request."""
     from unibind.serve.limits import ServeLimits
 
+    if threads:  # the edge is where thread counts are chosen (the library never changes them)
+        import torch
+
+        torch.set_num_threads(threads)
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                          max_audio_seconds=max_audio_seconds, timeout_s=timeout,
                          workers=workers)
