@@ -153,6 +153,7 @@ def test_corrupt_uploads_are_422(client: TestClient, run_path: Path, name, make,
     ({"text": "x", "k": 0}, "k:"),
     ({"text": "x", "k": "many"}, "k:"),
     ({"text": "x", "via_pairs": -1}, "via_pairs"),
+    ({"text": ["x"] * 17}, "text:"),
     ([1, 2], "JSON object"),
 ])
 def test_bad_json_requests(client: TestClient, body, needle):

@@ -56,7 +56,8 @@ class SearchOptions(BaseModel):
 class SearchRequest(SearchOptions):
     """A search: text and/or (multipart) image / audio files."""
 
-    text: list[str] = Field(default_factory=list, description="Query text(s).")
+    text: list[str] = Field(default_factory=list, max_length=16,
+                            description="Query text(s), summed with any files.")
 
     @field_validator("text", mode="before")
     @classmethod
