@@ -287,11 +287,16 @@ def test_bearer_token(run_path: Path):
     assert c.post("/api/search", json={"text": "x"}).status_code == 401
 
 
-def test_timeout_is_504(run_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_timeout_is_504(run_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     svc = Service(Space.load(run_path), ServeLimits(timeout_s=0.2))
     monkeypatch.setattr(svc, "search", lambda *a: time.sleep(1))
-    r = TestClient(create_app(svc)).post("/api/search", json={"text": "x"})
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    c = TestClient(create_app(svc))
+    r = c.post("/api/search", json={"text": "x"})
     assert r.status_code == 504 and r.json()["limit"] == "timeout_s"
+    wav = (data(run_path) / "bell" / "0.wav").read_bytes()
+    r = c.post("/api/search", files={"audio": ("q.wav", wav)})
+    assert r.status_code == 504 and list(tmp_path.iterdir()) == []  # the upload is gone
     svc.close()
 
 

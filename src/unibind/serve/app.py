@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -190,11 +191,10 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
             req, uploads, tmp = _validate(SearchRequest, data), [], None
         try:
             _check_request(req, limits)
-        except ServeError:
+            return await in_pool(service.search, req.text, uploads, req.k, req.modality,
+                                 req.balance, req.via_pairs, tmp)
+        finally:  # also after a timeout: a late job then fails on its missing files, unseen
             _remove(tmp)
-            raise
-        return await in_pool(service.search, req.text, uploads, req.k, req.modality,
-                             req.balance, req.via_pairs, tmp)
 
     @app.get("/api/items/{item_id:path}/media", tags=["items"])
     async def media(item_id: str, size: int = DEFAULT_THUMB) -> Response:
@@ -297,8 +297,6 @@ async def _read_form(request: Request) -> tuple[SearchRequest, list, Path]:
 
 
 def _remove(tmp: Path | None) -> None:
-    import shutil
-
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
 
