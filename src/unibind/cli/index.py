@@ -43,12 +43,9 @@ def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST"
         fail("usage: unibind index add RUN MANIFEST")
     if not adding and len(args) != 1:
         fail("usage: unibind index RUN [--factory F] (or: unibind index add RUN MANIFEST)")
-    try:
-        if adding:
-            summary = add_items(args[1], args[2], index_path=out, cache_dir=cache_dir)
-        else:
-            summary = build_index(args[0], out=out, factory=factory,
-                                  memory_budget_gb=memory_budget, center=center)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(str(exc))
+    if adding:
+        summary = add_items(args[1], args[2], index_path=out, cache_dir=cache_dir)
+    else:
+        summary = build_index(args[0], out=out, factory=factory, memory_budget_gb=memory_budget,
+                              center=center)
     emit(summary, as_json, _human(summary))

@@ -31,10 +31,7 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
 
     if not (text or image or audio):
         fail("give at least one query: --text, --image or --audio")
-    try:
-        space = Space.load(run, index)
-        result = space.search(text=text or None, image=image or None, audio=audio or None,
-                              k=k, modality=modality, balance=balance, via_pairs=via_pairs)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(str(exc))
+    space = Space.load(run, index)
+    result = space.search(text=text or None, image=image or None, audio=audio or None, k=k,
+                          modality=modality, balance=balance, via_pairs=via_pairs)
     emit(result, as_json, format_results(result))

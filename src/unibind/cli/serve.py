@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import app, fail
+from unibind.cli._app import app
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -55,17 +55,13 @@ def start_server(run: Path, host: str = "127.0.0.1", port: int = 8000, index: Pa
     """Load RUN once and serve it with uvicorn until interrupted (also `unibind demo --serve`)."""
     import uvicorn
 
-    from unibind.errors import UnibindError
     from unibind.serve.app import create_app
 
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: the search API and the run's files are reachable "
                    f"from other machines{'' if token else ' without a token (--token)'}",
                    err=True)
-    try:
-        application = create_app(run, index, limits=limits, token=token)
-    except (UnibindError, ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(str(exc))
+    application = create_app(run, index, limits=limits, token=token)  # UnibindError: one line
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"unibind: serving {run} at http://{shown}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level=log_level)

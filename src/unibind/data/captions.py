@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from unibind.errors import UnibindError
 from unibind.features.cache import file_digest
 from unibind.features.manifest import read_manifest, write_manifest
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -41,7 +42,7 @@ BACKENDS = ("auto", "generic", "minicpm")
 Captioner = Callable[[list[Image.Image]], list[str]]
 
 
-class CaptionError(RuntimeError):
+class CaptionError(UnibindError, RuntimeError):
     """A captioning setup that cannot run (unknown backend, remote code not allowed, ...)."""
 
 

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from unibind.errors import InputNotFound, UsageError
 from unibind.features.manifest import write_manifest
+from unibind.modalities import IMAGE, get_modality, modality_names, modality_of_extension
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
-AUDIO_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
-TEXT_EXTS = frozenset({".txt"})
+IMAGE_EXTS = IMAGE.extensions  # kept for callers of the old name
 
 
 def modality_of(path: Path) -> str | None:
-    ext = path.suffix.lower()
-    if ext in IMAGE_EXTS:
-        return "image"
-    if ext in AUDIO_EXTS:
-        return "audio"
-    if ext in TEXT_EXTS:
-        return "text"
-    return None
+    """The registered modality whose extensions include ``path``'s, if any."""
+    return modality_of_extension(path.suffix)
 
 
 def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.DataFrame:
@@ -33,7 +27,7 @@ def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.Da
     ``relative_to``. Files that share a stem within a label share a ``group``."""
     src, base = Path(src).resolve(), Path(relative_to).resolve()
     if not src.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {src}")
+        raise InputNotFound(f"dataset folder not found: {src}")
     rows, skipped = [], 0
     for label_dir in sorted(p for p in src.iterdir() if p.is_dir()):
         for file in sorted(p for p in label_dir.rglob("*") if p.is_file()):
@@ -46,14 +40,16 @@ def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.Da
             row = {"id": f"{label_dir.name}/{file.relative_to(label_dir).as_posix()}",
                    "modality": modality, "label": label_dir.name,
                    "group": f"{label_dir.name}/{stem}", "split": "", "path": rel_path, "text": ""}
-            if modality == "text":
+            if get_modality(modality).inline:
                 row["text"] = file.read_text(encoding="utf-8", errors="replace").strip()
                 row["path"] = ""
             rows.append(row)
     if skipped:
         log.info("skipped %d file(s) of unknown type under %s", skipped, src)
     if not rows:
-        raise FileNotFoundError(f"no image, audio or .txt files found under {src}/<label>/")
+        exts = sorted(e for m in modality_names() for e in get_modality(m).extensions)
+        raise InputNotFound(f"no files of a known type ({' '.join(exts)}) found under "
+                           f"{src}/<label>/")
     return pd.DataFrame(rows)
 
 
@@ -61,9 +57,11 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
     """Scan ``src`` and write the manifest to ``out`` (default ``src/manifest.parquet``).
 
     Paths are stored relative to the manifest's folder, which must contain ``src``."""
+    if not Path(src).is_dir():
+        raise InputNotFound(f"dataset folder not found: {src}")
     out = Path(out) if out else Path(src) / "manifest.parquet"
     if not Path(src).resolve().is_relative_to(out.parent.resolve()):
-        raise ValueError(f"the manifest must sit in {src} or a folder above it (its paths may not "
+        raise UsageError(f"the manifest must sit in {src} or a folder above it (its paths may not "
                          f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table = scan_folder(src, out.parent)

@@ -14,12 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unibind.errors import UnibindError
 from unibind.modalities import check_modality
 
 _CONFIG_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json",
                  "tokenizer.json", "vocab.txt", "special_tokens_map.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _EDGE_BYTES = 1 << 20
+
+
+class EncoderLoadError(UnibindError, OSError):
+    """An encoder's model cannot be loaded (hub unreachable, folder or package missing)."""
+
+
+class ModelFileError(UnibindError, ValueError):
+    """A model file is corrupt, not the pinned one, or does not fit the spec's options."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from unibind.errors import unknown
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
 from unibind.features.splits import SPLITS, SplitError, assign_splits
@@ -48,7 +49,7 @@ def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np
     if split == "all":
         return np.ones(len(feats.items), dtype=bool)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
+        raise unknown("split", split, [*SPLITS, "all"])
     info = run.info.get("split") or {}
     if not info:
         raise RunError(f"run {run.path} stores no split information")

@@ -22,10 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
+from unibind.encoders.base import EncoderLoadError
 from unibind.encoders.spec import fingerprint, identity
+from unibind.errors import UsageError
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
 from unibind.features.store import save_features
+from unibind.modalities import get_modality
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -42,18 +45,15 @@ class ModalityResult:
 
 
 def _item_input(manifest: Manifest, row: pd.Series) -> str | Path:
-    if row["modality"] == "text":
-        return row["text"] if row["text"].strip() or not row["path"] else \
-            manifest.resolve(row["path"]).read_text(encoding="utf-8")
-    return manifest.resolve(row["path"])
+    return get_modality(row["modality"]).item_input(row["text"], row["path"], manifest.resolve)
 
 
 def _digest(modality: str, item: str | Path) -> str:
-    return text_digest(item) if modality == "text" else file_digest(item)
+    return text_digest(item) if get_modality(modality).inline else file_digest(item)
 
 
 def _size_key(modality: str, item: str | Path) -> int:
-    return len(item) if modality == "text" else os.path.getsize(item)
+    return len(item) if get_modality(modality).inline else os.path.getsize(item)
 
 
 def _error(row: pd.Series, reason: str) -> dict[str, str]:
@@ -150,9 +150,10 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
         try:
             encoder = load_encoder(spec, device=device, dtype=dtype)
         except OSError as exc:
-            raise OSError(f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
-                          f"Without the Hugging Face hub, use --profile offline, or a local "
-                          f"model folder (--{spec.modality}-encoder DIR).") from exc
+            raise EncoderLoadError(
+                f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+                f"Without the Hugging Face hub, use --profile offline, or a local "
+                f"model folder (--{spec.modality}-encoder DIR).") from exc
         cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
         work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
         new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
@@ -175,8 +176,11 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``."""
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     specs = resolve_profile(profile, overrides)
+    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
+    if lacking := [m for m in manifest.modalities() if m not in specs]:
+        raise UsageError(f"profile {profile!r} has no encoder for {', '.join(lacking)}; "
+                         "give one in overrides (or register the modality's default_encoder)")
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
     table = manifest.table
     errors: dict[str, str] = {}

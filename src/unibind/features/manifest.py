@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unibind.modalities import MODALITIES
+from unibind.errors import InputNotFound, UnibindError
+from unibind.modalities import MODALITIES, get_modality, ordered
 
 COLUMNS: tuple[str, ...] = ("id", "modality", "label", "group", "split", "path", "text")
 REQUIRED: tuple[str, ...] = ("id", "modality", "label")
@@ -21,8 +22,12 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 MAX_LISTED = 20
 
 
-class ManifestError(ValueError):
+class ManifestError(UnibindError, ValueError):
     """A manifest that cannot be used; the message names the offending rows."""
+
+
+class ManifestNotFound(ManifestError, InputNotFound):
+    """The manifest file does not exist."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,7 @@ class Manifest:
         return hashlib.sha256(csv).hexdigest()
 
     def modalities(self) -> list[str]:
-        present = set(self.table["modality"])
-        return [m for m in MODALITIES if m in present]
+        return ordered(set(self.table["modality"]))
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -94,7 +98,7 @@ def validate(table: pd.DataFrame, root: Path, check_files: bool = True) -> list[
     dup = table["id"].duplicated(keep=False) & ~empty_id
     if dup.any():
         problems.append(f"duplicate id: {_rows(table, dup)}")
-    unknown = ~table["modality"].isin(MODALITIES)
+    unknown = ~table["modality"].isin(list(MODALITIES))
     if unknown.any():
         kinds = sorted(set(table.loc[unknown, "modality"]))
         problems.append(f"unknown modality {kinds} (expected {list(MODALITIES)}): "
@@ -105,14 +109,16 @@ def validate(table: pd.DataFrame, root: Path, check_files: bool = True) -> list[
     bad_split = (table["split"] != "") & ~table["split"].isin(SPLITS)
     if bad_split.any():
         problems.append(f"split must be one of {list(SPLITS)} or empty: {_rows(table, bad_split)}")
-    is_text = table["modality"] == "text"
+    inline = {m for m in MODALITIES if get_modality(m).inline}
+    is_text = table["modality"].isin(inline)
     empty_text = is_text & (table["text"].str.strip() == "") & (table["path"] == "")
     if empty_text.any():
         problems.append(f"empty text: {_rows(table, empty_text)}")
     media = ~is_text & ~unknown
     no_path = media & (table["path"] == "")
     if no_path.any():
-        problems.append(f"image/audio item without a path: {_rows(table, no_path)}")
+        kinds = "/".join(sorted(set(table.loc[no_path, "modality"])))
+        problems.append(f"{kinds} item without a path: {_rows(table, no_path)}")
     with_path = (table["path"] != "") & ~unknown
     root_resolved = root.resolve()
     escapes, missing = [], []
@@ -135,7 +141,7 @@ def read_manifest(path: str | os.PathLike, check_files: bool = True) -> Manifest
     """Read and validate a manifest; raise ``ManifestError`` listing every problem."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"manifest not found: {path}")
+        raise ManifestNotFound(f"manifest not found: {path}")
     table = normalise(_read_table(path))
     problems = validate(table, path.parent, check_files=check_files)
     if problems:

@@ -12,8 +12,10 @@ import soundfile as sf
 import soxr
 from PIL import Image, UnidentifiedImageError
 
+from unibind.errors import UnibindError
 
-class MediaError(ValueError):
+
+class MediaError(UnibindError, ValueError):
     """A media file that cannot be decoded (corrupt, empty, unsupported)."""
 
 

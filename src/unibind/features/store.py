@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
+from unibind.errors import UnibindError
 from unibind.modalities import MODALITIES
 from unibind.util.atomic import atomic_folder
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -29,7 +30,7 @@ from unibind.util.jsonio import read_json, write_json_atomic
 FORMAT_VERSION = 1
 
 
-class FeaturesError(ValueError):
+class FeaturesError(UnibindError, ValueError):
     """A features folder that is missing, incomplete or inconsistent."""
 
 

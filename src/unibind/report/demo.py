@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from unibind.errors import UnibindError
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DOG_QUERY = "a dog barking"
 
 
-class DemoError(RuntimeError):
+class DemoError(UnibindError, RuntimeError):
     """A demo stage failed; the message says which and what to do."""
 
 

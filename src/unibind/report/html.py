@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from unibind.features.store import load_features
-from unibind.modalities import MODALITIES
+from unibind.modalities import MODALITIES, get_modality
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -124,9 +124,10 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
         cards = []
         for r in ex.get("results", []):
             body = ""
-            if r["modality"] == "image" and (uri := _thumb(r.get("path", ""))):
+            preview = get_modality(r["modality"]).preview if r["modality"] in MODALITIES else ""
+            if preview == "image" and (uri := _thumb(r.get("path", ""))):
                 body = f"<img src='{uri}'>"
-            elif r["modality"] == "audio":
+            elif preview == "audio":
                 body = f"<audio controls preload=none src='file://{html.escape(r['path'])}'></audio>"
             what = r.get("text") or Path(r.get("path", "")).name
             cards.append(f"<div class=res>{body}<br><b>{r['rank']}.</b> {r['modality']} "

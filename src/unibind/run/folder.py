@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from unibind.errors import UnibindError
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.util.atomic import atomic_folder
@@ -30,7 +31,7 @@ from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
 CENTER_PREFIX = "center."
 
 
-class RunError(ValueError):
+class RunError(UnibindError, ValueError):
     """A run folder that is missing or inconsistent."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from unibind.errors import UnibindError
 from unibind.search.knn import ExactKNN
 
 EXACT = "Flat"
@@ -20,7 +21,7 @@ EXACT_MAX = 250_000  # above this many vectors per part an approximate index is 
 DEFAULT_PARAMS = {"efSearch": 192, "nprobe": 48, "k_factor": 32}
 
 
-class SpaceIndexError(ValueError):
+class SpaceIndexError(UnibindError, ValueError):
     """An index that is missing or inconsistent."""
 
 
@@ -68,7 +69,12 @@ class Part:
             exact = ExactKNN(dim)
             exact.add(vectors)
             return cls(factory, rows.astype(np.int64), exact=exact)
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        try:
+            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            raise SpaceIndexError(f"faiss cannot build the index factory {factory!r} for dim "
+                                  f"{dim} ({first}); e.g. {EXACT}, HNSW32, IVF4096,PQ64") from exc
         if not index.is_trained:
             sample = vectors if len(vectors) <= 200_000 else vectors[
                 np.random.default_rng(0).choice(len(vectors), 200_000, replace=False)]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unibind.errors import UsageError
 from unibind.eval.calibration import (
     apply_centers,
     compare_modes,
@@ -136,7 +137,7 @@ def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int) -> Fi
     mods = features.modalities
     trip = Triplets.from_items(features.items[split == "train"], mods, seed)
     if trip.n_groups < 2:
-        raise ValueError(f"only {trip.n_groups} training group(s): nothing to contrast")
+        raise UsageError(f"only {trip.n_groups} training group(s): nothing to contrast")
     xs = {m: torch.from_numpy(np.ascontiguousarray(features.arrays[m])) for m in mods}
     labels = torch.from_numpy(trip.labels.copy())
     heads = make_heads(features, cfg)

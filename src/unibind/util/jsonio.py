@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from unibind.errors import UsageError
 from unibind.util.atomic import atomic_file
 
 T = TypeVar("T")
-
-MODALITIES: tuple[str, ...] = ("text", "image", "audio")
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -47,7 +46,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
+        raise UsageError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
     return cls(**data)
 
 
@@ -57,9 +56,3 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
 
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
     return from_dict(cls, read_json(path))
-
-
-def check_modality(modality: str) -> str:
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
-    return modality
