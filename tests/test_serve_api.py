@@ -66,6 +66,7 @@ def test_health_and_info(client: TestClient):
     assert client.get("/api/health").json() == {"status": "ok", "items": 27}
     info = client.get("/api/info").json()
     assert info["items"] == {"text": 9, "image": 9, "audio": 9} and info["count"] == 27
+    assert info["previews"] == {"text": "none", "image": "image", "audio": "audio"}
     assert set(info["encoders"]) == {"text", "image", "audio"}
     assert all(e["status"] == "ready" for e in info["encoders"].values())
     assert info["balance"]["default"] in info["balance"]["modes"]

@@ -200,12 +200,12 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
     async def media(item_id: str, size: int = DEFAULT_THUMB) -> Response:
         """The item's own file: images as JPEG thumbnails fitting ``size`` px (0 = the
         original file), sounds as they are, with their content type and HTTP Range."""
-        path, modality = service.table.file(item_id)
-        if modality == "image" and size != 0:
+        path, preview = service.table.file(item_id)
+        if preview == "image" and size != 0:
             data = await in_pool(service.thumbs.get, item_id, path, size)
             return Response(data, media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=3600"})
-        mtype = audio_type(path) if modality == "audio" else None
+        mtype = audio_type(path) if preview == "audio" else None
         return FileResponse(path, media_type=mtype, headers={"Cache-Control": "private"})
 
     @app.post("/api/items/{item_id:path}/similar", tags=["search"])

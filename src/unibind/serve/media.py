@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from unibind.modalities import get_modality
 from unibind.serve.limits import ServeError
 
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
@@ -44,22 +45,24 @@ class ItemTable:
         for col in ("modality", "label", "group", "split"):
             if col in item.index:
                 out[col] = _plain(item[col])
-        if item["modality"] == "text":
+        if get_modality(str(item["modality"])).inline:
             out["text"] = str(item["text"])
         else:
             out["path"] = str(item["path"])
         return out
 
     def file(self, item_id: str) -> tuple[Path, str]:
-        """The item's own media file and modality (text items have none: 404)."""
+        """The item's own media file and how it previews (image | audio | none); inline (text)
+        items have no file: 404."""
         item = self.items.iloc[self.row(item_id)]
-        if item["modality"] == "text" or not item["path"]:
+        modality = get_modality(str(item["modality"]))
+        if modality.inline or not item["path"]:
             raise ServeError(f"item {item_id!r} is a {item['modality']} item without a file",
                              status=404)
         path = Path(str(item["path"]))
         if not path.is_file():
             raise ServeError(f"item {item_id!r}: its file is missing on the server", status=404)
-        return path, str(item["modality"])
+        return path, modality.preview
 
 
 def _plain(value: Any) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 from unibind.encoders.base import ItemError
 from unibind.errors import UnibindError
 from unibind.features.media import MediaError
-from unibind.modalities import MODALITIES
+from unibind.modalities import MODALITIES, get_modality, ordered
 from unibind.search.merge import MODES
 from unibind.search.space import Space, parse_modalities
 from unibind.serve.batching import Batcher
@@ -32,7 +32,7 @@ from unibind.util.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
-BATCH = {"text": 32}  # most inputs per shared forward (media: one, their cost is per input)
+BATCH_INLINE = 32  # most texts per shared forward (media go one by one: their cost is per input)
 
 
 class Service:
@@ -45,7 +45,9 @@ class Service:
         self.thumbs = Thumbnails()
         self.pool = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
                                        thread_name_prefix="unibind-serve")
-        self.embed = {m: Batcher(partial(space.embed, m), BATCH.get(m, 1)) for m in MODALITIES}
+        self.embed = {m: Batcher(partial(space.embed, m),
+                                 BATCH_INLINE if get_modality(m).inline else 1)
+                      for m in space.run.modalities}
         self.encoders: dict[str, str] = {}
         if warm:
             self.warm()
@@ -120,7 +122,7 @@ class Service:
                 rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         """The dict ``Space.search`` (and ``unibind search --json``) returns."""
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                [m for m in MODALITIES if m in self.space.index.parts], "mode": mode,
+                ordered(self.space.index.parts), "mode": mode,
                 "results": self.space.describe(rows, scores)}
 
     def item_vector(self, row: int, modality: str) -> np.ndarray:
@@ -132,7 +134,8 @@ class Service:
             return part.faiss_index.reconstruct(local).astype(np.float32)
         except RuntimeError:  # an index without a direct map: embed the item's raw input again
             item = self.space.index.items.iloc[row]
-            return self.embed[modality]([item["text"] if modality == "text" else item["path"]])[0]
+            raw = item["text"] if get_modality(modality).inline else item["path"]
+            return self.embed[modality]([raw])[0]
 
     def _usable(self, modality: str) -> None:
         state = self.encoders.get(modality)
@@ -159,6 +162,7 @@ class Service:
         return {"run": str(run.path), "name": "/".join(Path(run.path).resolve().parts[-2:]),
                 "modalities": run.modalities, "embed_dim": run.embed_dim,
                 "items": {m: int(counts.get(m, 0)) for m in MODALITIES if m in counts},
+                "previews": {m: get_modality(m).preview for m in MODALITIES if m in counts},
                 "count": len(index), "center": bool(index.center),
                 "encoders": encoders, "metrics": headline,
                 "balance": {"default": self.space.default_mode(), "modes": list(MODES)},

@@ -101,11 +101,14 @@ function shortName(r) { return (r.path || r.id).split("/").pop(); }
 
 function card(r) {
   let media;
-  if (r.modality === "image") {
+  const preview = (state.info.previews || {})[r.modality];
+  if ("text" in r) {
+    media = el("div", { class: "media text" }, r.text || "");
+  } else if (preview === "image") {
     media = el("div", { class: "media image" },
                el("img", { src: itemUrl(r.id, "/media?size=256"), alt: r.label || r.id,
                            loading: "lazy" }));
-  } else if (r.modality === "audio") {
+  } else if (preview === "audio") {
     const player = el("audio", { controls: "", preload: "none",
                                  src: itemUrl(r.id, "/media"),
                                  "aria-label": "play " + (r.label || r.id) });
@@ -113,7 +116,7 @@ function card(r) {
     player.addEventListener("keydown", (e) => e.stopPropagation());
     media = el("div", { class: "media audio" }, el("span", { class: "wave" }, "♪"), player);
   } else {
-    media = el("div", { class: "media text" }, r.text || "");
+    media = el("div", { class: "media text" }, shortName(r));
   }
   const name = shortName(r);
   const item = el("li", { class: "result", tabindex: "0", role: "button",
