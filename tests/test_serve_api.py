@@ -412,3 +412,14 @@ def test_app_closes_its_own_service_at_shutdown(run_path: Path, service: Service
     with TestClient(create_app(service)):
         pass
     assert not service.pool._shutdown  # a Service handed in stays the caller's
+
+
+def test_package_and_cli_module_import_no_web_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys, unibind.serve, unibind.cli.serve; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'torch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
