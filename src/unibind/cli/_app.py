@@ -38,10 +38,27 @@ FEATURES_ARG = typer.Argument(..., help="Features folder (from `unibind extract`
 RUN_ARG = typer.Argument(..., help="Run folder (from `unibind train`).")
 
 
+class TqdmLogHandler(logging.Handler):
+    """Log records written through ``tqdm.write``: a progress bar is cleared, the line printed
+    whole, the bar redrawn below it (bars never tear log lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm.auto import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001  (logging must never raise)
+            self.handleError(record)
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    """Default: unibind's own INFO messages, other libraries' warnings only; -v: everything."""
+    handler = TqdmLogHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler],
+                        force=True)
+    logging.getLogger("unibind").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def emit(summary: dict[str, Any], as_json: bool, human: str | None = None) -> None:

@@ -13,6 +13,8 @@ from unibind.cli._app import JSON_OPTION, RUN_ARG, app, emit
 def evaluate(run: Path = RUN_ARG,
              split: str = typer.Option("test", help="train | val | test | all."),
              features: Path = typer.Option(None, help="Features folder (default: the run's)."),
+             allow_split_mismatch: bool = typer.Option(
+                 False, help="Evaluate even if the features no longer give the run's split."),
              as_json: bool = JSON_OPTION) -> None:
     """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
 
@@ -20,5 +22,6 @@ def evaluate(run: Path = RUN_ARG,
     from unibind.eval.evaluate import evaluate as run_evaluate
     from unibind.eval.evaluate import metrics_markdown
 
-    metrics = run_evaluate(run, split=split, features=features)
+    metrics = run_evaluate(run, split=split, features=features,
+                           allow_split_mismatch=allow_split_mismatch)
     emit(metrics, as_json, metrics_markdown(metrics))

@@ -21,18 +21,29 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
             dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
+            max_pixels: int = typer.Option(
+                None, min=1, help="Largest image decoded, in pixels (default: Pillow's limit, "
+                "89,478,485); bigger ones fail alone."),
+            max_audio_seconds: float = typer.Option(
+                None, min=0.001, help="Longest audio file decoded (default 600 s)."),
+            allow_outside_paths: bool = typer.Option(
+                False, help="Accept manifest paths outside its folder ('..', absolute)."),
             as_json: bool = JSON_OPTION) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
     Exit status 1 when any item failed (the others are still written)."""
     from unibind.features.extract import extract as run_extract
+    from unibind.features.media import DEFAULT_LIMITS, MediaLimits
     from unibind.util.runtime import pick_device, pick_dtype
 
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
+    limits = MediaLimits(max_pixels or DEFAULT_LIMITS.max_pixels,
+                         max_audio_seconds or DEFAULT_LIMITS.max_audio_seconds)
     summary = run_extract(manifest, out, profile=profile, overrides=overrides,
-                          cache_dir=cache_dir, batch_size=batch_size, device=dev, dtype=dt)
+                          cache_dir=cache_dir, batch_size=batch_size, device=dev, dtype=dt,
+                          limits=limits, allow_outside=allow_outside_paths)
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]
     lines += [f"FAILED {e['id']} ({e['path']}): {e['reason']}" for e in summary["errors"]]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from unibind.errors import InputNotFound, UsageError
-from unibind.features.manifest import write_manifest
+from unibind.features.manifest import lexical, write_manifest
 from unibind.modalities import IMAGE, get_modality, modality_names, modality_of_extension
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def modality_of(path: Path) -> str | None:
 def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.DataFrame:
     """Rows for every media/text file under ``src/<label>/`` (recursively), paths relative to
     ``relative_to``. Files that share a stem within a label share a ``group``."""
-    src, base = Path(src).resolve(), Path(relative_to).resolve()
+    src, base = lexical(src), lexical(relative_to)  # symbolic links kept as written
     if not src.is_dir():
         raise InputNotFound(f"dataset folder not found: {src}")
     rows, skipped = [], 0
@@ -60,7 +60,7 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
     if not Path(src).is_dir():
         raise InputNotFound(f"dataset folder not found: {src}")
     out = Path(out) if out else Path(src) / "manifest.parquet"
-    if not Path(src).resolve().is_relative_to(out.parent.resolve()):
+    if not lexical(src).is_relative_to(lexical(out.parent)):
         raise UsageError(f"the manifest must sit in {src} or a folder above it (its paths may not "
                          f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from PIL import Image
 from unibind.data.folder import IMAGE_EXTS
 from unibind.errors import InputNotFound, UnibindError, UsageError
 from unibind.features.manifest import read_manifest, write_manifest
+from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,8 @@ def _copy(src: Path, dest: Path) -> None:
     if dest.exists() and dest.resolve() == src.resolve():
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_file(dest) as fh, open(src, "rb") as source:
+        shutil.copyfileobj(source, fh)
 
 
 def build_images(out: str | os.PathLike, labels: list[str] | None = None,

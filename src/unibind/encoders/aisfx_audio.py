@@ -148,7 +148,7 @@ class AisfxAudioEncoder(Encoder):
             wave = item.astype(np.float32).reshape(-1)
         else:
             try:
-                wave = load_audio(item, self.sample_rate)
+                wave = load_audio(item, self.sample_rate, self.limits.max_audio_seconds)
             except MediaError as exc:
                 raise ItemError(item, str(exc)) from exc
         return self.blocks(self.spectrogram(wave))

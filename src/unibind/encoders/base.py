@@ -19,6 +19,7 @@ import torch
 
 from unibind.encoders.spec import EncoderLoadError, EncoderSpec, fingerprint, identity  # noqa: F401
 from unibind.errors import UnibindError, UsageError
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Encoder:
     """Maps items of one modality to float32 vectors of a fixed ``dim``."""
 
     modality: str = ""
+    limits: MediaLimits = DEFAULT_LIMITS  # largest image / audio ``load`` decodes (per instance)
 
     def __init__(self, spec: EncoderSpec, device: torch.device | None = None,
                  dtype: torch.dtype | None = None):

@@ -111,7 +111,7 @@ class EfficientNetLiteEncoder(Encoder):
                 raise ItemError("<image>", "empty image (0 pixels)")
             return self.preprocess(item)
         try:
-            return self.preprocess(load_image(item))
+            return self.preprocess(load_image(item, self.limits.max_pixels))
         except MediaError as exc:
             raise ItemError(item, str(exc)) from exc
 

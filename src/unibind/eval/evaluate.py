@@ -44,8 +44,12 @@ def load_run_features(run: Run, features: Features | str | os.PathLike | None = 
     return load_features(path)
 
 
-def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np.ndarray:
-    """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe."""
+def split_mask(run: Run, feats: Features, split: str, *, allow_split_mismatch: bool = False
+               ) -> np.ndarray:
+    """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe.
+
+    Features that no longer give the run's split (possible train/test leak) raise
+    ``SplitError``, from disk or in memory alike, unless ``allow_split_mismatch=True``."""
     if split == "all":
         return np.ones(len(feats.items), dtype=bool)
     if split not in SPLITS:
@@ -57,8 +61,9 @@ def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np
     if again["digest"] != info["digest"]:
         msg = (f"features give a different split than run {run.path} was trained with "
                "(items changed); held-out items may have been trained on")
-        if strict:
-            raise SplitError(msg)
+        if not allow_split_mismatch:
+            raise SplitError(msg + "; pass allow_split_mismatch=True (--allow-split-mismatch) "
+                             "to evaluate anyway")
         log.warning(msg)
     return (assigned == split).to_numpy()
 
@@ -110,12 +115,14 @@ def zero_shot(run: Run, feats: Features, embs: dict[str, np.ndarray],
 
 def evaluate(run_path: str | os.PathLike, split: str = "test",
              features: Features | str | os.PathLike | None = None,
-             modes: tuple[str, ...] = MODES, write: bool = True) -> dict[str, Any]:
+             modes: tuple[str, ...] = MODES, write: bool = True, *,
+             allow_split_mismatch: bool = False) -> dict[str, Any]:
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
-    or RUN/metrics-<split>.json/.md, unless ``write=False``."""
+    or RUN/metrics-<split>.json/.md, unless ``write=False``. A split digest mismatch (possible
+    leak) raises unless ``allow_split_mismatch=True``."""
     run = Run.load(run_path)
     feats = load_run_features(run, features)
-    mask = split_mask(run, feats, split, strict=not isinstance(features, Features))
+    mask = split_mask(run, feats, split, allow_split_mismatch=allow_split_mismatch)
     embs, labels = project_items(run, feats, mask)
     if not embs:
         raise RunError(f"no {split} items with a modality the run has heads for")

@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
 from unibind.encoders.base import EncoderLoadError
-from unibind.encoders.spec import fingerprint, identity
+from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.errors import UsageError
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 from unibind.features.store import save_features
 from unibind.modalities import get_modality
 from unibind.util.runtime import cache_root
@@ -69,6 +70,8 @@ def _decode(encoder: Encoder, chunk: list[tuple[str, str, Any]]
             ok.append((item_id, digest, encoder.load(item)))
         except ItemError as exc:
             bad.append((item_id, exc.reason))
+        except Exception as exc:  # any decoder failure is this item's error, never the run's
+            bad.append((item_id, f"cannot decode: {type(exc).__name__}: {exc}"))
     return ok, bad
 
 
@@ -123,7 +126,8 @@ def _encode_batch(encoder: Encoder, decoded: list[tuple[str, str, Any]], cache: 
 
 def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
                       cache_dir: Path, batch_size: int, device: torch.device | None,
-                      dtype: torch.dtype | None, errors: dict[str, str]) -> ModalityResult:
+                      dtype: torch.dtype | None, errors: dict[str, str],
+                      limits: MediaLimits = DEFAULT_LIMITS) -> ModalityResult:
     result = ModalityResult(spec=spec, fingerprint=fingerprint(spec))
     cache = FeatureCache(cache_dir, result.fingerprint)
     digests: dict[str, str] = {}
@@ -154,6 +158,7 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
                 f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
                 f"Without the Hugging Face hub, use --profile offline, or a local "
                 f"model folder (--{spec.modality}-encoder DIR).") from exc
+        encoder.limits = limits
         cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
         work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
         new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
@@ -171,13 +176,18 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
 def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: str = "seed",
             overrides: dict[str, str | None] | None = None,
             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
-            device: torch.device | None = None, dtype: torch.dtype | None = None
+            device: torch.device | None = None, dtype: torch.dtype | None = None,
+            limits: MediaLimits = DEFAULT_LIMITS, allow_outside: bool = False
             ) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
-    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``."""
+    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
+
+    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
+    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
     manifest_path = Path(manifest_path)
     specs = resolve_profile(profile, overrides)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
+    manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
+                             allow_outside=allow_outside)
     if lacking := [m for m in manifest.modalities() if m not in specs]:
         raise UsageError(f"profile {profile!r} has no encoder for {', '.join(lacking)}; "
                          "give one in overrides (or register the modality's default_encoder)")
@@ -187,8 +197,13 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     results: dict[str, ModalityResult] = {}
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
-        results[modality] = _extract_modality(manifest, rows, specs[modality], cache_dir,
-                                              batch_size, device, dtype, errors)
+        try:  # a hub id -> its commit, once, before any download
+            spec = pin(specs[modality])
+        except HubRevisionError as exc:
+            raise HubRevisionError(f"cannot load the {modality} encoder "
+                                   f"{specs[modality].source!r}: {exc}") from exc
+        results[modality] = _extract_modality(manifest, rows, spec, cache_dir,
+                                              batch_size, device, dtype, errors, limits)
     items, arrays = [], {}
     for modality, res in results.items():
         rows = table[(table["modality"] == modality) & table["id"].isin(res.vectors.keys())]
@@ -202,6 +217,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     meta = {
         "manifest": os.path.relpath(manifest_path.resolve(), Path(out).resolve()),
         "manifest_digest": manifest.digest(),
+        **({"allow_outside_paths": True} if allow_outside else {}),
         "profile": profile,
         "encoders": {m: {"spec": r.spec.to_dict(), "identity": identity(r.spec),
                          "fingerprint": r.fingerprint, "dim": r.dim}

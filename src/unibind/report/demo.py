@@ -65,7 +65,7 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
 
     run = Run.load(run_path)
     feats = load_run_features(run)
-    items = feats.items[split_mask(run, feats, "test", strict=False)]
+    items = feats.items[split_mask(run, feats, "test")]
     if not len(items):
         items = feats.items
     root = (Path(feats.path) / feats.meta["manifest"]).resolve().parent

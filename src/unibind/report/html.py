@@ -50,13 +50,11 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
     """Training loss and validation mAP@10 per epoch, as PNG bytes."""
     if not curve:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot, no global backend change
 
     epochs = [c.get("epoch", i + 1) for i, c in enumerate(curve)]
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.subplots()
     ax.plot(epochs, [c.get("loss") for c in curve], color="#1f77b4", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -70,7 +68,6 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -80,14 +80,13 @@ def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
 
 def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
              colors: dict[str, str] | None = None, markers: dict[str, str] | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib  # a Figure object: no pyplot, no global backend change
+    from matplotlib.figure import Figure
 
     names = list(dict.fromkeys(groups.tolist()))
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    cmap = matplotlib.colormaps["tab20"]
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax = fig.subplots()
     for i, name in enumerate(names):
         pts = coords[groups == name]
         ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name), linewidths=0,
@@ -101,7 +100,6 @@ def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
     fig.tight_layout()
     with atomic_file(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=DPI)
-    plt.close(fig)
 
 
 def _digest(vectors: np.ndarray, method: str, seed: int) -> str:

@@ -133,10 +133,7 @@ class Part:
             return (np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1))
         if self.exact is not None:
             scores, local = self.exact.search(q, k)
-        else:
-            scan = _fastscan_of(self.faiss_index)
-            if scan is not None:  # few queries: split the database over threads instead
-                scan.implem = 15 if len(q) < 4 else 0
+        else:  # read-only: one index is searched from many threads at once
             scores, local = self.faiss_index.search(np.ascontiguousarray(q, np.float32), k)
             scores = np.where(local >= 0, scores, -np.inf).astype(np.float32)
         return scores, np.where(local >= 0, self.rows[np.maximum(local, 0)], -1)

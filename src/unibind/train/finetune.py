@@ -71,7 +71,8 @@ def item_inputs(feats: Features) -> dict[str, list[Any]]:
     if feats.path is None or "manifest" not in feats.meta:
         raise FeaturesError("fine-tuning needs a features folder written by `unibind extract` "
                          "(its meta names the manifest with the raw inputs)")
-    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False)
+    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False,
+                             allow_outside=bool(feats.meta.get("allow_outside_paths")))
     out = {}
     for m in feats.modalities:
         rows = feats.table(m)
@@ -248,7 +249,8 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
                 for m in feats.modalities}
     trainable = {m: set_trainable(enc.model, cfg.finetune_layers) for m, enc in encoders.items()}
     bb = Backbones(encoders, inputs)
-    with torch_threads(threads):
+    cuda = [device] if torch.device(device).type == "cuda" else []
+    with torch_threads(threads), torch.random.fork_rng(devices=cuda):  # caller's state kept
         res = finetune_fit(feats, bb, cfg, seed, device)
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)

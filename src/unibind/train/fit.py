@@ -122,8 +122,9 @@ def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0
     """Train heads on the training split; early stopping on validation cross-modal mAP@10.
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
-    fastest for small heads on a busy CPU and makes the float sums thread-count independent."""
-    with torch_threads(threads):
+    fastest for small heads on a busy CPU and makes the float sums thread-count independent.
+    The caller's torch thread count and random state are the same afterwards."""
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
         return _fit(features, cfg, seed, split_seed)
 
 

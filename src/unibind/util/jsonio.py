@@ -14,6 +14,14 @@ from unibind.util.atomic import atomic_file
 T = TypeVar("T")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a damaged one raises ``ValueError`` naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON; readers never see a half-written file."""
     with atomic_file(path, "w") as fh:
@@ -29,11 +37,6 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
