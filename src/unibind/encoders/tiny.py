@@ -24,6 +24,8 @@ from transformers import (
     CLIPConfig,
     CLIPImageProcessorPil,
     CLIPModel,
+    CLIPTokenizer,
+    RobertaTokenizer,
 )
 
 from unibind.util.atomic import atomic_folder
@@ -36,11 +38,12 @@ _SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
 TINY_CONFIGS = {
     "bert": {**_SMALL, "max_position_embeddings": 128, "type_vocab_size": 2},
     "clip": {"projection_dim": 24,
-             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 32,
-                             "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
+             "text_config": {**_SMALL, "vocab_size": 514, "max_position_embeddings": 32,
+                             "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513},
              "vision_config": {**_SMALL, "image_size": 32, "patch_size": 8}},
     "clap": {"projection_dim": 20,
-             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 40},
+             "text_config": {**_SMALL, "vocab_size": 260, "max_position_embeddings": 40,
+                             "pad_token_id": 1},
              "audio_config": {"spec_size": 64, "num_mel_bins": 16, "patch_stride": 4,
                               "patch_size": 4, "window_size": 4, "patch_embeds_hidden_size": 16,
                               "depths": [1, 1], "num_attention_heads": [2, 2],
@@ -68,7 +71,19 @@ def _build_bert(folder: Path) -> None:
     model.save_pretrained(folder)
 
 
+def _byte_chars() -> list[str]:
+    """The 256 byte-level BPE symbols (GPT-2 / CLIP / RoBERTa byte-to-unicode map)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return list(bytes_to_unicode().values())
+
+
 def _build_clip(folder: Path) -> None:
+    """CLIP with a character-level CLIP tokenizer (no merges; ``</w>`` ends words)."""
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
+    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32).save_pretrained(folder)
     model = CLIPModel(CLIPConfig(**TINY_CONFIGS["clip"]))
     model.save_pretrained(folder)
     size = TINY_CONFIGS["clip"]["vision_config"]["image_size"]
@@ -77,6 +92,11 @@ def _build_clip(folder: Path) -> None:
 
 
 def _build_clap(folder: Path) -> None:
+    """CLAP with a byte-level RoBERTa tokenizer without merges (as larger_clap_general's)."""
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3} | {c: 4 + i for i, c in
+                                                              enumerate(_byte_chars())}
+    RobertaTokenizer(vocab=vocab, merges=[], mask_token="<unk>",
+                     model_max_length=38).save_pretrained(folder)
     model = ClapModel(ClapConfig(**TINY_CONFIGS["clap"]))
     model.save_pretrained(folder)
     ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)

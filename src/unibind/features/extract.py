@@ -25,7 +25,7 @@ from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, reso
 from unibind.encoders.spec import fingerprint, identity
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
-from unibind.features.store import save_features
+from unibind.features.store import VIEW_SEP, save_features
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,11 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
     return result
 
 
+def _encoder_entry(r: ModalityResult) -> dict[str, Any]:
+    return {"spec": r.spec.to_dict(), "identity": identity(r.spec), "fingerprint": r.fingerprint,
+            "dim": r.dim}
+
+
 def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: str = "seed",
             overrides: dict[str, str | None] | None = None,
             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
@@ -181,17 +186,23 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     table = manifest.table
     errors: dict[str, str] = {}
     results: dict[str, ModalityResult] = {}
+    views = {m: [k for k in specs if k.startswith(m + VIEW_SEP)] for m in manifest.modalities()}
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
-        results[modality] = _extract_modality(manifest, rows, specs[modality], cache_dir,
-                                              batch_size, device, dtype, errors)
+        for key in [modality, *views[modality]]:  # views: a second encoder of the same items
+            results[key] = _extract_modality(manifest, rows, specs[key], cache_dir,
+                                             batch_size, device, dtype, errors)
     items, arrays = [], {}
-    for modality, res in results.items():
-        rows = table[(table["modality"] == modality) & table["id"].isin(res.vectors.keys())]
+    for modality in manifest.modalities():
+        keys = [modality, *views[modality]]
+        done = set.intersection(*(set(results[k].vectors) for k in keys))
+        rows = table[(table["modality"] == modality) & table["id"].isin(done)]
         if not len(rows):
             continue
         rows = rows.assign(row=np.arange(len(rows)))
-        arrays[modality] = np.stack([res.vectors[i] for i in rows["id"]]).astype(np.float32)
+        for key in keys:
+            arrays[key] = np.stack([results[key].vectors[i] for i in rows["id"]]
+                                   ).astype(np.float32)
         items.append(rows)
     error_rows = [_error(row, errors[row["id"]]) for _, row in table.iterrows()
                   if row["id"] in errors]
@@ -199,10 +210,9 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
         "manifest": os.path.relpath(manifest_path.resolve(), Path(out).resolve()),
         "manifest_digest": manifest.digest(),
         "profile": profile,
-        "encoders": {m: {"spec": r.spec.to_dict(), "identity": identity(r.spec),
-                         "fingerprint": r.fingerprint, "dim": r.dim}
-                     for m, r in results.items()},
-        "counts": {m: int(a.shape[0]) for m, a in arrays.items()},
+        "encoders": {m: _encoder_entry(r) for m, r in results.items() if VIEW_SEP not in m},
+        "views": {k: _encoder_entry(r) for k, r in results.items() if VIEW_SEP in k},
+        "counts": {m: int(a.shape[0]) for m, a in arrays.items() if VIEW_SEP not in m},
     }
     all_items = pd.concat(items, ignore_index=True) if items else table.head(0).assign(row=0)
     save_features(out, all_items, arrays, meta, error_rows)
