@@ -11,7 +11,7 @@ import os
 # threads starve each other (faiss PQ training measured 59-89 s spinning vs 1.8 s passive).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from unibind.cli import data, data_tuxpaint, demo, extract, index, search, train, view  # noqa: F401,E402  (register commands)
+from unibind.cli import bind, data, data_tuxpaint, demo, extract, index, search, train, view  # noqa: F401,E402  (register commands)
 from unibind.cli._app import app, main
 
 __all__ = ["app", "main"]

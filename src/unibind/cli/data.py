@@ -22,12 +22,15 @@ def manifest_summary(path: Path) -> dict:
 
 
 @data_app.command("folder")
-def folder(src: Path = typer.Argument(..., help="Folder laid out as SRC/<label>/<files>."),
+def folder(src: Path = typer.Argument(..., help="Any folder tree of images, audio, .txt files."),
            out: Path = typer.Option(None, "--out", help="Default SRC/manifest.parquet."),
+           labels: str = typer.Option("none", help="none: items without labels | dirs: "
+                                                   "SRC/<label>/<files>, subfolder = label."),
            as_json: bool = JSON_OPTION) -> None:
-    """Build a manifest from SRC/<label>/<files> (images, audio, .txt captions)."""
+    """Build a manifest from a folder tree (images, audio, .txt captions); files sharing a stem
+    in one folder share a group. Labels only with --labels dirs."""
     try:
-        path = build_folder_manifest(src, out)
+        path = build_folder_manifest(src, out, labels=labels)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     emit(manifest_summary(path), as_json)

@@ -36,11 +36,11 @@ log = logging.getLogger(__name__)
 def load_run_features(run: Run, features: Features | str | os.PathLike | None = None
                       ) -> Features:
     if isinstance(features, Features):
-        return features
+        return features.with_views(run.views)
     path = features or run.features_path
     if path is None:
         raise RunError(f"run {run.path} records no features folder; pass features explicitly")
-    return load_features(path)
+    return load_features(path).with_views(run.views)
 
 
 def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np.ndarray:

@@ -83,14 +83,20 @@ class Run:
         return bool(self.info.get("search", {}).get("center")) and bool(self.centers)
 
     def load_features(self, features: Features | str | os.PathLike | None = None) -> Features:
-        """``features`` (a folder or Features), else the features the run was trained on."""
+        """``features`` (a folder or Features), else the features the run was trained on; a
+        modality the run reads from a view (``run.json`` ``views``, e.g. text@clip) gets it."""
         if isinstance(features, Features):
-            return features
+            return features.with_views(self.views)
         if features is None:
             if self.features_path is None:
                 raise RunError(f"run {self.path} records no features folder; pass one")
             features = self.features_path
-        return load_features(features)
+        return load_features(features).with_views(self.views)
+
+    @property
+    def views(self) -> dict[str, str]:
+        """``{modality: view}`` the heads read (e.g. ``{"text": "clip"}``); empty: the main."""
+        return dict(self.info.get("views") or {})
 
     @property
     def head_digest(self) -> str:
