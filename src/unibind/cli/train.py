@@ -22,6 +22,9 @@ def train(features: Path = FEATURES_ARG,
           lr: float = typer.Option(None, help="Override the learning rate."),
           batch_size: int = typer.Option(None, min=2, help="Override the batch size."),
           positives: str = typer.Option(None, help="Override positives: instance | class."),
+          init: Path = typer.Option(None, "--init", help="Start from a bound run (`unibind "
+                                                          "bind`); keeps bound heads where "
+                                                          "they score better on validation."),
           finetune: bool = typer.Option(False, "--finetune",
                                         help="Train the encoders too, on raw inputs."),
           finetune_layers: int = typer.Option(None, min=0,
@@ -39,6 +42,8 @@ def train(features: Path = FEATURES_ARG,
         cfg = load_train_config(config, base) if config else base
         cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, batch_size=batch_size,
                        positives=positives, finetune_layers=finetune_layers)
+        if finetune and init is not None:
+            fail("--init and --finetune cannot be combined (yet)")
         if finetune:
             from unibind.train.finetune import finetune as run_finetune
             from unibind.util.runtime import pick_device
@@ -49,7 +54,7 @@ def train(features: Path = FEATURES_ARG,
             from unibind.train.fit import train as run_train
 
             summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
-                                threads=threads or 1)
+                                threads=threads or 1, init=init)
     except (ValueError, OSError, KeyError) as exc:
         fail(str(exc))
     emit(summary, as_json, f"run -> {summary['run']} (epochs {summary['epochs']}, best "

@@ -44,15 +44,19 @@ class ClassBridge(nn.Module):
         return self.prototypes(self.logits(x).softmax(dim=-1))
 
 
+def _kind_head(d_in: int, cfg: HeadsConfig, modality: str, kind: dict) -> nn.Module:
+    if kind.get("kind") == "class-bridge":
+        return ClassBridge(d_in, int(kind["classes"]), cfg.embed_dim)
+    if kind.get("kind") == "linear":
+        linear = nn.Linear(d_in, cfg.embed_dim)
+        return nn.Sequential(InputNorm(), linear) if kind.get("normalize_input") else linear
+    raise ValueError(f"unknown head kind {kind.get('kind')!r} for {modality}")
+
+
 def _head(d_in: int, cfg: HeadsConfig, modality: str = "") -> nn.Module:
     kind = cfg.kinds.get(modality)
     if kind:
-        if kind.get("kind") == "class-bridge":
-            return ClassBridge(d_in, int(kind["classes"]), cfg.embed_dim)
-        if kind.get("kind") != "linear":
-            raise ValueError(f"unknown head kind {kind.get('kind')!r} for {modality}")
-        linear = nn.Linear(d_in, cfg.embed_dim)
-        return nn.Sequential(InputNorm(), linear) if kind.get("normalize_input") else linear
+        return _kind_head(d_in, cfg, modality, kind)
     if cfg.hidden <= 0:
         return nn.Linear(d_in, cfg.embed_dim)
     return nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),

@@ -117,16 +117,18 @@ def torch_threads(n: int | None):
 
 
 def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
-        threads: int | None = 1) -> FitResult:
+        threads: int | None = 1, heads: Heads | None = None) -> FitResult:
     """Train heads on the training split; early stopping on validation cross-modal mAP@10.
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
-    fastest for small heads on a busy CPU and makes the float sums thread-count independent."""
+    fastest for small heads on a busy CPU and makes the float sums thread-count independent.
+    ``heads``: start from these (e.g. a bound run's, ``train --init``) instead of new ones."""
     with torch_threads(threads):
-        return _fit(features, cfg, seed, split_seed)
+        return _fit(features, cfg, seed, split_seed, heads)
 
 
-def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int) -> FitResult:
+def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int,
+         init: Heads | None = None) -> FitResult:
     check_config(cfg)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -139,7 +141,7 @@ def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int) -> Fi
         raise ValueError(f"only {trip.n_groups} training group(s): nothing to contrast")
     xs = {m: torch.from_numpy(np.ascontiguousarray(features.arrays[m])) for m in mods}
     labels = torch.from_numpy(trip.labels.copy())
-    heads = make_heads(features, cfg)
+    heads = make_heads(features, cfg) if init is None else init
     params = [p for p in heads.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(trip.n_groups // cfg.batch_size, 1)
@@ -228,10 +230,18 @@ def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str
 
 def train(features: Features | str | os.PathLike, out: str | os.PathLike,
           preset_name: str = "default", config: TrainConfig | None = None, seed: int = 0,
-          split_seed: int = 0, threads: int | None = 1) -> dict[str, Any]:
-    """Train heads on ``features`` and write a run folder at ``out``; returns a summary."""
+          split_seed: int = 0, threads: int | None = 1,
+          init: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train heads on ``features`` and write a run folder at ``out``; returns a summary.
+
+    ``init``: a bound run (``unibind bind``) to start from; see ``unibind.train.warm_start``."""
+    from unibind.train.warm_start import check_trainable, train_from_bound
+
     feats = features if isinstance(features, Features) else load_features(features)
     cfg = config or preset(preset_name)
+    if init is not None:
+        return train_from_bound(feats, init, out, preset_name, cfg, seed, split_seed, threads)
+    cfg = check_trainable(feats, cfg)
     res = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads)
     stats = space_stats(res.heads, feats, res.split)
     out = Path(out)
