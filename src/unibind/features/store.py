@@ -6,7 +6,7 @@ Layout of a features folder::
     items.parquet             manifest rows that were embedded, with ``row`` = row in its matrix
     embeddings.safetensors    {modality: float32 [n_modality, dim_modality]}; a modality embedded
                               by several encoders also has one matrix per view, ``text@clip``,
-                              ``text@clap`` (same rows as ``text``, which is the profile's main view)
+                              ``text@clap`` (rows as ``text``, which is the profile's main view)
     errors.jsonl              items that failed ({id, path, reason}), one JSON object per line
 
 This module imports no encoder: later stages read features only through it.
