@@ -65,6 +65,9 @@ def train(features: Path = FEATURES_ARG,
 def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind train`)."),
              split: str = typer.Option("test", help="train | val | test | all."),
              features: Path = typer.Option(None, help="Features folder (default: the run's)."),
+             versus: list[Path] = typer.Option(None, "--versus",
+                                               help="Other run(s) to show side by side on the "
+                                                    "same split (e.g. the bound run)."),
              as_json: bool = JSON_OPTION) -> None:
     """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
 
@@ -73,7 +76,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind tra
     from unibind.eval.evaluate import metrics_markdown
 
     try:
-        metrics = run_evaluate(run, split=split, features=features)
+        metrics = run_evaluate(run, split=split, features=features, versus=versus)
     except (ValueError, OSError, KeyError) as exc:
         fail(str(exc))
     emit(metrics, as_json, metrics_markdown(metrics))

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
+from unibind.eval.compare import side_by_side, versus_markdown
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
-from unibind.features.splits import SPLITS, SplitError, assign_splits
+from unibind.features.splits import SPLITS, SplitError, assign_splits, group_keys
 from unibind.features.store import Features, load_features
 from unibind.run.folder import Run, RunError
 from unibind.search.merge import MODES
@@ -62,15 +64,38 @@ def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np
     return (assigned == split).to_numpy()
 
 
-def project_items(run: Run, feats: Features, mask: np.ndarray
+RELEVANCE = {
+    "label": "class level: same label",
+    "group": "pair level: same group (no labels; e.g. files sharing a stem)",
+    "none": "none: no labels and no groups linking modalities",
+}
+NOT_MEASURED = {
+    "group": ["class-level retrieval and zero-shot classification (need labels)"],
+    "none": ["retrieval quality, zero-shot classification and mixed-search shares (need labels "
+             "or groups linking modalities: `unibind data folder --labels dirs`, or files "
+             "sharing a stem)"],
+}
+
+
+def relevance_of(items: pd.DataFrame) -> str:
+    """What makes a result relevant in these items: ``label``, ``group`` or ``none``."""
+    if (items["label"].fillna("").astype(str).str.strip() != "").any():
+        return "label"
+    linked = items.groupby(group_keys(items))["modality"].nunique() > 1
+    return "group" if linked.any() else "none"
+
+
+def project_items(run: Run, feats: Features, mask: np.ndarray, relevance: str = "label"
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Unit embeddings per modality and the key that decides relevance (label or group)."""
     items = feats.items[mask]
+    keys = items["label"] if relevance == "label" else group_keys(items)
     embs, labels = {}, {}
     for m in run.modalities:
-        sub = items[items["modality"] == m]
-        if len(sub) and m in feats.arrays:
-            embs[m] = run.project(m, feats.arrays[m][sub["row"].to_numpy()])
-            labels[m] = sub["label"].astype(str).to_numpy()
+        sub = items["modality"] == m
+        if sub.any() and m in feats.arrays:
+            embs[m] = run.project(m, feats.arrays[m][items.loc[sub, "row"].to_numpy()])
+            labels[m] = keys[sub].astype(str).to_numpy()
     return embs, labels
 
 
@@ -109,26 +134,38 @@ def zero_shot(run: Run, feats: Features, embs: dict[str, np.ndarray],
 
 def evaluate(run_path: str | os.PathLike, split: str = "test",
              features: Features | str | os.PathLike | None = None,
-             modes: tuple[str, ...] = MODES, write: bool = True) -> dict[str, Any]:
+             modes: tuple[str, ...] = MODES, write: bool = True,
+             versus: list[str | os.PathLike] | None = None, compare_init: bool = True
+             ) -> dict[str, Any]:
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
-    or RUN/metrics-<split>.json/.md, unless ``write=False``."""
+    or RUN/metrics-<split>.json/.md, unless ``write=False``.
+
+    ``versus``: other runs evaluated on the same split, shown side by side (a run trained with
+    ``--init`` is always compared with the bound run it started from)."""
     run = Run.load(run_path)
     feats = load_run_features(run, features)
     mask = split_mask(run, feats, split, strict=not isinstance(features, Features))
-    embs, labels = project_items(run, feats, mask)
+    relevance = relevance_of(feats.items)
+    embs, labels = project_items(run, feats, mask, relevance)
     if not embs:
         raise RunError(f"no {split} items with a modality the run has heads for")
-    pairs = pair_metrics(embs, labels)
-    zs, zs_note = zero_shot(run, feats, embs, labels)
+    if relevance == "none":
+        labels = {m: np.array([f"item{i}" for i in range(len(e))]) for m, e in embs.items()}
+    pairs = pair_metrics(embs, labels) if relevance != "none" else {}
+    zs, zs_note = (zero_shot(run, feats, embs, labels) if relevance == "label"
+                   else ({}, "skipped: needs labels"))
     calib = run.info.get("calibration_pairs") or {
         q: run.info.get("calibration", {}) for q in embs}
-    mixed = compare_modes(embs, labels, run.centers, calib, modes=modes) if len(embs) > 1 else {}
+    mixed = (compare_modes(embs, labels, run.centers, calib, modes=modes)
+             if len(embs) > 1 and relevance != "none" else {})
     per_target = float(np.mean([v["R@10"] for p, v in pairs.items()
                                 if p.split("->")[0] != p.split("->")[1]] or [0.0]))
     check = recommend(mixed, per_target)["validation"] if mixed else {}
     metrics = {
         "split": split, "run": str(run.path), "head_digest": run.head_digest,
         "data_digest": run.info.get("data_digest"), "preset": run.info.get("preset"),
+        "made_by": run.info.get("made_by", "train"), "relevance": relevance,
+        "relevance_note": RELEVANCE[relevance], "not_measured": NOT_MEASURED.get(relevance, []),
         "n_items": {m: int(len(e)) for m, e in embs.items()},
         "pairs": pairs,
         "cross_modal": {k: cross_modal_mean(pairs, k) for k in ("R@1", "R@5", "R@10",
@@ -140,6 +177,12 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
         "modality_gap_centered": (modality_gap(apply_centers(embs, run.centers))["mean"]
                                   if run.centers else None),
     }
+    others = list(versus or [])
+    init = (run.info.get("init") or {}).get("run")
+    if compare_init and init and Path(init).is_dir() and all(Path(o).resolve() != Path(init) for o in others):
+        others.insert(0, init)
+    if others and pairs:
+        metrics["versus"] = side_by_side(run, metrics, others, split)
     if write:
         stem = "metrics" if split == "test" else f"metrics-{split}"
         write_json_atomic(run.path / f"{stem}.json", metrics)
@@ -157,8 +200,9 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     mods = list(metrics["n_items"])
     lines = [f"# Evaluation on the `{metrics['split']}` split",
              "", f"Items: {', '.join(f'{m} {n}' for m, n in metrics['n_items'].items())}; "
-             f"preset `{metrics.get('preset')}`.", "",
-             "## Query -> target (class-level relevance)", "",
+             f"preset `{metrics.get('preset')}`, made by `{metrics.get('made_by', 'train')}`.",
+             "", f"## Query -> target (relevance {metrics.get('relevance_note', 'class level')})",
+             "",
              "| query -> target | R@1 | R@5 | R@10 | mAP@10 | MRR |", "|---|---|---|---|---|---|"]
     for pair, v in metrics["pairs"].items():
         lines.append(f"| {pair} | {_f(v['R@1'])} | {_f(v['R@5'])} | {_f(v['R@10'])} | "
@@ -187,6 +231,10 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
               f"(centre: {metrics['search'].get('center')}).", "",
               f"Modality gap (mean centroid distance): {_f(metrics['modality_gap'])} raw, "
               f"{_f(metrics['modality_gap_centered'])} centred.", ""]
+    if metrics.get("not_measured"):
+        lines += ["Not measured: " + "; ".join(metrics["not_measured"]) + ".", ""]
+    if metrics.get("versus"):
+        lines += versus_markdown(metrics["versus"])
     return "\n".join(lines)
 
 
