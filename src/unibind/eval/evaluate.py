@@ -179,7 +179,8 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     }
     others = list(versus or [])
     init = (run.info.get("init") or {}).get("run")
-    if compare_init and init and Path(init).is_dir() and all(Path(o).resolve() != Path(init) for o in others):
+    if (compare_init and init and Path(init).is_dir()
+            and all(Path(o).resolve() != Path(init) for o in others)):
         others.insert(0, init)
     if others and pairs:
         metrics["versus"] = side_by_side(run, metrics, others, split)
