@@ -18,7 +18,8 @@ def manifest_summary(path: Path) -> dict:
     table = read_manifest(path).table
     return {"out": str(path), "items": len(table),
             "modalities": table["modality"].value_counts().to_dict(),
-            "labels": int(table["label"].nunique())}
+            "labels": int(table.loc[table["label"].str.strip() != "", "label"].nunique()),
+            "unlabelled": int((table["label"].str.strip() == "").sum())}
 
 
 @data_app.command("folder")

@@ -61,7 +61,7 @@ class Features:
             if VIEW_SEP in key:
                 m, view = key.split(VIEW_SEP, 1)
                 out.setdefault(m, []).append(view)
-        return out
+        return {m: sorted(v) for m, v in out.items()}
 
     def with_views(self, views: dict[str, str] | None) -> Features:
         """A copy whose ``modality`` matrix is the view named in ``views`` (``{"text": "clip"}``);
