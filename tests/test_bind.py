@@ -55,7 +55,7 @@ def test_bound_text_image_scores_equal_clip_cosine(aligned: Path):
     summary = bind(aligned / "features", aligned / "run-clip", pivot="clip")
     assert summary["heads"]["image"].startswith("identity")
     ours, texts, paths = _scores(Run.load(aligned / "run-clip"), "text", "image")
-    folder = tiny_model_dir("clip")
+    folder = tiny_model_dir("clip-aligned")
     model = CLIPModel.from_pretrained(folder).eval()
     tokens = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt")
     images = [Image.open(aligned / "data" / p).convert("RGB") for p in paths]
@@ -74,7 +74,7 @@ def test_bound_text_audio_scores_equal_clap_cosine(aligned: Path):
     assert summary["pivot"] == "clap" and summary["heads"]["audio"].startswith("identity")
     assert "text bridge" in summary["heads"]["image"]
     ours, texts, paths = _scores(Run.load(aligned / "run-clap"), "text", "audio")
-    folder = tiny_model_dir("clap")
+    folder = tiny_model_dir("clap-aligned")
     model = ClapModel.from_pretrained(folder).eval()
     extractor = ClapFeatureExtractor.from_pretrained(folder)
     waves = [load_audio(aligned / "data" / p, extractor.sampling_rate) for p in paths]

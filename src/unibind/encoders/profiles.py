@@ -58,7 +58,8 @@ PROFILES: dict[str, Callable[[], dict[str, EncoderSpec]]] = {
     "tiny": _tiny,
     "offline": _offline,
     "aligned": lambda: aligned_specs(CLIP_ID, CLAP_ID),
-    "tiny-aligned": lambda: aligned_specs(str(tiny_model_dir("clip")), str(tiny_model_dir("clap"))),
+    "tiny-aligned": lambda: aligned_specs(str(tiny_model_dir("clip-aligned")),
+                                          str(tiny_model_dir("clap-aligned"))),
 }
 
 DESCRIPTIONS = {

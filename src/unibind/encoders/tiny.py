@@ -38,17 +38,21 @@ _SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
 TINY_CONFIGS = {
     "bert": {**_SMALL, "max_position_embeddings": 128, "type_vocab_size": 2},
     "clip": {"projection_dim": 24,
-             "text_config": {**_SMALL, "vocab_size": 514, "max_position_embeddings": 32,
-                             "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513},
+             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 32,
+                             "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
              "vision_config": {**_SMALL, "image_size": 32, "patch_size": 8}},
     "clap": {"projection_dim": 20,
-             "text_config": {**_SMALL, "vocab_size": 260, "max_position_embeddings": 40,
-                             "pad_token_id": 1},
+             "text_config": {**_SMALL, "vocab_size": 99, "max_position_embeddings": 40},
              "audio_config": {"spec_size": 64, "num_mel_bins": 16, "patch_stride": 4,
                               "patch_size": 4, "window_size": 4, "patch_embeds_hidden_size": 16,
                               "depths": [1, 1], "num_attention_heads": [2, 2],
                               "hidden_size": 32, "enable_fusion": False,
                               "projection_hidden_size": 32}},
+    # text towers usable through a byte-level tokenizer (the tiny-aligned profile)
+    "clip_text_config": {**_SMALL, "vocab_size": 514, "max_position_embeddings": 32,
+                         "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513},
+    "clap_text_config": {**_SMALL, "vocab_size": 260, "max_position_embeddings": 40,
+                         "pad_token_id": 1},
     "clap_extractor": {"feature_size": 16, "sampling_rate": 48000, "hop_length": 480,
                        "max_length_s": 2, "fft_window_size": 1024},
 }
@@ -79,11 +83,6 @@ def _byte_chars() -> list[str]:
 
 
 def _build_clip(folder: Path) -> None:
-    """CLIP with a character-level CLIP tokenizer (no merges; ``</w>`` ends words)."""
-    chars = _byte_chars()
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
-    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
-    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32).save_pretrained(folder)
     model = CLIPModel(CLIPConfig(**TINY_CONFIGS["clip"]))
     model.save_pretrained(folder)
     size = TINY_CONFIGS["clip"]["vision_config"]["image_size"]
@@ -92,21 +91,42 @@ def _build_clip(folder: Path) -> None:
 
 
 def _build_clap(folder: Path) -> None:
-    """CLAP with a byte-level RoBERTa tokenizer without merges (as larger_clap_general's)."""
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3} | {c: 4 + i for i, c in
-                                                              enumerate(_byte_chars())}
-    RobertaTokenizer(vocab=vocab, merges=[], mask_token="<unk>",
-                     model_max_length=38).save_pretrained(folder)
     model = ClapModel(ClapConfig(**TINY_CONFIGS["clap"]))
     model.save_pretrained(folder)
     ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)
 
 
-BUILDERS = {"bert": _build_bert, "clip": _build_clip, "clap": _build_clap}
+def _build_clip_aligned(folder: Path) -> None:
+    """CLIP whose text tower is usable: a character-level CLIP tokenizer (no merges)."""
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
+    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32).save_pretrained(folder)
+    config = {**TINY_CONFIGS["clip"], "text_config": TINY_CONFIGS["clip_text_config"]}
+    CLIPModel(CLIPConfig(**config)).save_pretrained(folder)
+    size = TINY_CONFIGS["clip"]["vision_config"]["image_size"]
+    CLIPImageProcessorPil(size={"shortest_edge": size},
+                          crop_size={"height": size, "width": size}).save_pretrained(folder)
+
+
+def _build_clap_aligned(folder: Path) -> None:
+    """CLAP whose text tower is usable: a byte-level RoBERTa tokenizer without merges."""
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3} | {c: 4 + i for i, c in
+                                                              enumerate(_byte_chars())}
+    RobertaTokenizer(vocab=vocab, merges=[], mask_token="<unk>",
+                     model_max_length=38).save_pretrained(folder)
+    config = {**TINY_CONFIGS["clap"], "text_config": TINY_CONFIGS["clap_text_config"]}
+    ClapModel(ClapConfig(**config)).save_pretrained(folder)
+    ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)
+
+
+BUILDERS = {"bert": _build_bert, "clip": _build_clip, "clap": _build_clap,
+            "clip-aligned": _build_clip_aligned, "clap-aligned": _build_clap_aligned}
 
 
 def tiny_model_dir(arch: str, root: Path | None = None) -> Path:
-    """Folder of the tiny ``arch`` model ("bert", "clip", "clap"), built on first use."""
+    """Folder of the tiny ``arch`` model ("bert", "clip", "clap", and "clip-aligned" /
+    "clap-aligned" whose text towers have tokenizers), built on first use."""
     if arch not in BUILDERS:
         raise KeyError(f"no tiny model {arch!r}; have {sorted(BUILDERS)}")
     recipe = json.dumps({"arch": arch, "configs": TINY_CONFIGS}, sort_keys=True).encode()
