@@ -85,6 +85,13 @@ def relevance_of(items: pd.DataFrame) -> str:
     return "group" if linked.any() else "none"
 
 
+def headless(run: Run, feats: Features) -> list[str]:
+    """Modalities the features hold but the run has no head for, and why."""
+    why = (run.info.get("bound") or {}).get("not_available", {})
+    return [f"{m}: {why.get(m, 'the run has no head for it')}" for m in feats.modalities
+            if m not in run.modalities]
+
+
 def project_items(run: Run, feats: Features, mask: np.ndarray, relevance: str = "label"
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Unit embeddings per modality and the key that decides relevance (label or group)."""
@@ -165,7 +172,8 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
         "split": split, "run": str(run.path), "head_digest": run.head_digest,
         "data_digest": run.info.get("data_digest"), "preset": run.info.get("preset"),
         "made_by": run.info.get("made_by", "train"), "relevance": relevance,
-        "relevance_note": RELEVANCE[relevance], "not_measured": NOT_MEASURED.get(relevance, []),
+        "relevance_note": RELEVANCE[relevance],
+        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats),
         "n_items": {m: int(len(e)) for m, e in embs.items()},
         "pairs": pairs,
         "cross_modal": {k: cross_modal_mean(pairs, k) for k in ("R@1", "R@5", "R@10",
