@@ -201,3 +201,27 @@ def test_train_init_never_below_bound(aligned: Path):
     names = [r["name"] for r in metrics["versus"]["runs"]]
     assert names == ["trained (--init) (this run)", "bound"]
     assert all(r["same_split"] for r in metrics["versus"]["runs"])
+
+
+def test_index_add_and_search_on_a_clip_pivot_run(aligned: Path, tmp_path: Path):
+    """A run reading the text@clip view: new items are embedded with CLIP-text, as indexed."""
+    import pandas as pd
+
+    from unibind.search.index import add_items, build_index, load_index
+    from unibind.search.space import Space
+
+    run_path = aligned / "run-clip"
+    bind(aligned / "features", run_path, pivot="clip")
+    build_index(run_path)
+    data = aligned / "data"
+    new = pd.DataFrame([{"id": "new-text", "modality": "text", "label": "dog", "group": "",
+                         "split": "", "path": "", "text": "a brand new caption"}])
+    new.to_parquet(data / "new.parquet", index=False)
+    summary = add_items(run_path, data / "new.parquet")
+    assert summary["added"] == 1
+    index = load_index(run_path / "index")
+    space = Space.load(run_path)
+    q = space.embed("text", ["a brand new caption"])
+    scores, rows, _ = space.search_vectors(q, k=1, modality="text", balance="none")
+    assert index.items.iloc[int(rows[0][0])]["id"] == "new-text"
+    assert scores[0][0] == pytest.approx(1.0, abs=1e-5)
