@@ -225,3 +225,30 @@ def test_index_add_and_search_on_a_clip_pivot_run(aligned: Path, tmp_path: Path)
     scores, rows, _ = space.search_vectors(q, k=1, modality="text", balance="none")
     assert index.items.iloc[int(rows[0][0])]["id"] == "new-text"
     assert scores[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_choose_keeps_the_best_candidate_at_or_above_the_floor():
+    from unibind.train.warm_start import choose
+
+    def pairs(ti: float, it: float, ta: float) -> dict:
+        return {"text->image": {"mAP@10": ti}, "image->text": {"mAP@10": it},
+                "text->audio": {"mAP@10": ta}, "text->text": {"mAP@10": 1.0}}
+
+    floor = {"text->image": 0.5, "image->text": 0.4}
+    cands = {"tuned": (None, pairs(0.45, 0.9, 0.9)),      # best mean, but below the floor
+             "bound": (None, pairs(0.5, 0.4, 0.2)),
+             "scratch": (None, pairs(0.6, 0.5, 0.3))}
+    best, table = choose(cands, floor)
+    assert best == "scratch" and not table["tuned"]["meets_floor"]
+    assert table["bound"]["meets_floor"]
+
+
+def test_unlabelled_grouped_data_trains_with_instance_positives():
+    from unibind.features.store import features_from_arrays
+    from unibind.train.config import preset
+    from unibind.train.warm_start import check_trainable
+
+    feats = features_from_arrays({"text": np.ones((3, 4)), "image": np.ones((3, 4))},
+                                 {"text": [""] * 3, "image": [""] * 3},
+                                 groups={"text": ["a", "b", "c"], "image": ["a", "b", "c"]})
+    assert check_trainable(feats, preset("default")).positives == "instance"
