@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from unibind.eval.evaluate import evaluate
+from unibind.modalities import MODALITIES
 from unibind.train.fit import train
-from unibind.util.jsonio import MODALITIES
 
 PRESETS = ("seed", "default")
 

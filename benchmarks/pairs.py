@@ -46,7 +46,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     run = Run.load(args.run)
     feats = load_run_features(run, None)
-    items = feats.items[split_mask(run, feats, "test", strict=True)]
+    items = feats.items[split_mask(run, feats, "test")]
     embs, labels, groups = {}, {}, {}
     for m in run.modalities:
         sub = items[items["modality"] == m]

@@ -58,6 +58,11 @@ def test_changed_features_are_refused(trained, tmp_path):
     save_features(tmp_path / "other", items, f.arrays, f.meta)
     with pytest.raises(SplitError, match="different split"):
         evaluate(trained / "run", features=tmp_path / "other")
+    in_memory = load_features(tmp_path / "other")  # strict for in-memory features too
+    with pytest.raises(SplitError, match="allow_split_mismatch"):
+        evaluate(trained / "run", features=in_memory, write=False)
+    m = evaluate(trained / "run", features=in_memory, write=False, allow_split_mismatch=True)
+    assert np.isfinite(m["cross_modal"]["mAP@10"])
     with pytest.raises(ValueError, match="unknown split"):
         evaluate(trained / "run", split="dev")
 

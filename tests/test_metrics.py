@@ -122,7 +122,7 @@ def test_mixed_none_is_a_flat_pool_search():
             for j in top:
                 counts[pool_mod[j]] += 1
             for t in mods:
-                if t != q:
+                if t != q and labels[q][i] in labels[t]:  # queries with a relevant t item
                     hit = any(pool_mod[j] == t and pool_lab[j] == labels[q][i] for j in top)
                     hits.setdefault(f"{q}->{t}", []).append(hit)
         offset += len(embs[q])
@@ -141,3 +141,20 @@ def test_merge_used_by_mixed_is_the_contract_function():
     per = {"text": (s, np.array([[0, 1, 2], [2, 1, 0]]))}
     sc, mods, rows = merge_topk(per, 3, "none")
     assert (mods == "text").all() and np.allclose(sc, s)
+
+
+@pytest.mark.parametrize("mode", ["none", "balanced"])
+def test_mixed_and_per_target_share_one_denominator(mode: str):
+    """Label 3 has no image and no audio item: its text queries have nothing relevant there.
+    With k above the pool every relevant item is returned, so mixed R@k must equal per-target
+    R@k (1.0) on every pair; dividing by every query instead would give 4/6."""
+    rng = np.random.default_rng(7)
+    embs = {"text": _unit(rng, 6), "image": _unit(rng, 3), "audio": _unit(rng, 2)}
+    labels = {"text": np.array([0, 1, 2, 0, 3, 3]), "image": np.array([0, 1, 2]),
+              "audio": np.array([0, 1])}
+    mixed = mixed_metrics(embs, labels, mode, k=10)
+    per = pair_metrics(embs, labels, ks=(10,))
+    for pair, r in mixed["R@10_pairs"].items():
+        assert r == pytest.approx(per[pair]["R@10"]) == pytest.approx(1.0), pair
+        assert mixed["R@10_queries"][pair] == per[pair]["queries"], pair
+    assert mixed["R@10_queries"]["text->image"] == 4

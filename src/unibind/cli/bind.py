@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit
 
 
 @app.command("bind")
@@ -28,14 +28,10 @@ def bind(features: Path = typer.Argument(..., help="Features folder (from `unibi
     aligned profile: CLAP's joint space (or CLIP's, --pivot clip); the other tower's modality
     enters through a map fitted on text alone. offline profile: images enter MiniLM's text space
     through ImageNet class names; zero-shot audio is not available there."""
-    from unibind.errors import UnibindError
     from unibind.train.bind import bind as run_bind
 
-    try:
-        summary = run_bind(features, out, pivot=pivot, method=method, temperature=temperature,
-                           generic_sentences=generic, split_seed=split_seed)
-    except (UnibindError, ValueError, OSError, KeyError) as exc:
-        fail(str(exc))
+    summary = run_bind(features, out, pivot=pivot, method=method, temperature=temperature,
+                       generic_sentences=generic, split_seed=split_seed)
     lines = [f"bound run -> {summary['run']} ({summary['scheme']}, space: {summary['pivot']})"]
     lines += [f"  {m}: {how}" for m, how in summary["heads"].items()]
     lines += [f"  {m}: NOT AVAILABLE: {why}" for m, why in summary["not_available"].items()]

@@ -1,4 +1,5 @@
-"""``unibind data ...``: builders that write manifests."""
+"""``unibind data ...``: builders that write manifests (folder, esc50, images, captions,
+triplets, tuxpaint)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
-from unibind.data.folder import build_folder_manifest
-from unibind.features.manifest import ManifestError, read_manifest
+from unibind.cli._app import JSON_OPTION, app, check_items, emit, fail
 
 data_app = typer.Typer(no_args_is_help=True, help="Build dataset manifests.")
 app.add_typer(data_app, name="data")
 
 
 def manifest_summary(path: Path) -> dict:
+    from unibind.features.manifest import read_manifest
+
     table = read_manifest(path).table
     return {"out": str(path), "items": len(table),
             "modalities": table["modality"].value_counts().to_dict(),
@@ -30,18 +31,15 @@ def folder(src: Path = typer.Argument(..., help="Any folder tree of images, audi
            as_json: bool = JSON_OPTION) -> None:
     """Build a manifest from a folder tree (images, audio, .txt captions); files sharing a stem
     in one folder share a group. Labels only with --labels dirs."""
-    try:
-        path = build_folder_manifest(src, out, labels=labels)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    emit(manifest_summary(path), as_json)
+    from unibind.data.folder import build_folder_manifest
+
+    emit(manifest_summary(build_folder_manifest(src, out, labels=labels)), as_json)
 
 
 def _finish(summary: dict, as_json: bool) -> None:
     """Emit the summary; exit 1 when some items failed (they are listed in ``errors``)."""
     emit(summary, as_json)
-    if summary.get("errors"):
-        raise typer.Exit(1)
+    check_items(summary, "the summary's errors")
 
 
 @data_app.command("esc50")
@@ -57,14 +55,10 @@ def esc50(out: Path = typer.Option(..., "--out", help="Output folder (manifest.p
                                        help="Manifest file name inside --out."),
           as_json: bool = JSON_OPTION) -> None:
     """ESC-50 (2,000 clips, 50 classes, 5 folds; licence CC BY-NC 3.0) as a manifest."""
-    from unibind.data.download import DownloadError
-    from unibind.data.esc50 import ESC50Error, build_esc50
+    from unibind.data.esc50 import build_esc50
 
-    try:
-        summary = build_esc50(out, source=source, merge_folds=merge_folds, sha256=sha256,
-                              manifest=manifest)
-    except (DownloadError, ESC50Error, ManifestError, OSError) as exc:
-        fail(str(exc))
+    summary = build_esc50(out, source=source, merge_folds=merge_folds, sha256=sha256,
+                          manifest=manifest)
     typer.echo(f"licence: {summary['licence']}", err=True)
     _finish(summary, as_json)
 
@@ -88,20 +82,16 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
                                         help="Manifest file name inside --out."),
            as_json: bool = JSON_OPTION) -> None:
     """Images per class from the web ("web" extra) or a folder, cleaned of bad/duplicate/tiny."""
-    from unibind.data.images import WebExtraMissing, build_images, read_labels
+    from unibind.data.images import build_images, read_labels
 
     if from_folder is None and labels is None and from_manifest is None:
         fail("give --labels FILE, --from MANIFEST or --from-folder DIR")
-    try:
-        names = (read_labels(labels, from_manifest)
-                 if labels is not None or from_manifest is not None else None)
-        if from_folder is None and per_class is None:
-            per_class = 5
-        summary = build_images(out, names, per_class, from_folder=from_folder,
-                               min_side=min_side, extra=extra, query_template=query,
-                               manifest=manifest)
-    except (WebExtraMissing, ValueError, OSError) as exc:
-        fail(str(exc))
+    names = (read_labels(labels, from_manifest)
+             if labels is not None or from_manifest is not None else None)
+    if from_folder is None and per_class is None:
+        per_class = 5
+    summary = build_images(out, names, per_class, from_folder=from_folder, min_side=min_side,
+                           extra=extra, query_template=query, manifest=manifest)
     emit(summary, as_json)
 
 
@@ -131,16 +121,13 @@ def captions(manifest: Path = typer.Argument(..., help="Manifest whose images ar
              dtype: str = typer.Option(None, "--dtype", help="float32, float16, bfloat16."),
              as_json: bool = JSON_OPTION) -> None:
     """One caption per image with a vision-language model; cached, resumable."""
-    from unibind.data.captions import CaptionConfig, CaptionError, caption_manifest
+    from unibind.data.captions import CaptionConfig, caption_manifest
 
     cfg = CaptionConfig(model=model, prompt=prompt, revision=revision, backend=backend,
                         max_new_tokens=max_new_tokens, num_beams=num_beams,
                         trust_remote_code=trust_remote_code)
-    try:
-        summary = caption_manifest(manifest, cfg, out, cache_dir=cache_dir,
-                                   batch_size=batch_size, device=device, dtype=dtype)
-    except (CaptionError, ManifestError, OSError, ValueError) as exc:
-        fail(str(exc))
+    summary = caption_manifest(manifest, cfg, out, cache_dir=cache_dir, batch_size=batch_size,
+                               device=device, dtype=dtype)
     _finish(summary, as_json)
 
 
@@ -157,9 +144,27 @@ def triplets(manifests: list[Path] = typer.Argument(..., help="Manifests to join
     """Join audio, images and captions of each label: sample k = image k + caption k + audio k."""
     from unibind.data.triplets import build_triplets
 
-    try:
-        summary = build_triplets(manifests, out, modalities=modality or None,
-                                 keep_incomplete=keep_incomplete)
-    except (ManifestError, OSError, ValueError) as exc:
-        fail(str(exc))
+    summary = build_triplets(manifests, out, modalities=modality or None,
+                             keep_incomplete=keep_incomplete)
+    emit(summary, as_json)
+
+
+@data_app.command("tuxpaint")
+def tuxpaint(out: Path = typer.Option(None, "--out", help="Output folder (manifest.parquet "
+                                                          "inside; default: the user cache)."),
+             deb: Path = typer.Option(None, "--deb", help="Use this .deb instead of "
+                                                          "`apt-get download`."),
+             source: Path = typer.Option(None, "--source", help="An already unpacked package "
+                                                                "(or its stamps folder)."),
+             level: int = typer.Option(1, "--level", min=1,
+                                       help="Label = this many folder levels (1: category)."),
+             extras: bool = typer.Option(True, "--extras/--triples-only",
+                                         help="Also keep stamps without a sound (image + "
+                                              "caption)."),
+             as_json: bool = JSON_OPTION) -> None:
+    """Debian's tuxpaint-stamps-default (GPL-2): image + caption (+ sound) per stamp."""
+    from unibind.data.tuxpaint import build_tuxpaint
+
+    summary = build_tuxpaint(out=out, deb=deb, source=source, level=level, extras=extras)
+    typer.echo(f"licence: {summary['licence']}", err=True)
     emit(summary, as_json)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.cli._app import JSON_OPTION, app, emit
+from unibind.encoders.profiles import PROFILES
 
 
 @app.command("demo")
@@ -16,7 +17,7 @@ def demo(data: Path = typer.Option(None, "--data",
          out: Path = typer.Option(None, "--out", help="Output folder (default: "
                                                       "~/.cache/unibind/demo)."),
          profile: str = typer.Option("offline", "--profile",
-                                     help="Encoder profile: offline | seed | tiny."),
+                                     help=f"Encoder profile: {' | '.join(PROFILES)}."),
          preset: str = typer.Option("default", "--preset", help="Training preset."),
          epochs: int = typer.Option(None, "--epochs", min=1, help="Override the epochs."),
          k: int = typer.Option(5, "--k", min=1, help="Results per example query."),
@@ -25,14 +26,9 @@ def demo(data: Path = typer.Option(None, "--data",
          plot_method: str = typer.Option("umap", "--plot-method", help="umap | pca."),
          as_json: bool = JSON_OPTION) -> None:
     """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
-    from unibind.report.demo import DemoError, demo_text, run_demo
+    from unibind.report.demo import demo_text, run_demo
 
-    try:
-        summary = run_demo(data=data, out=out, profile=profile, preset=preset, k=k,
-                           plot_method=plot_method, deb=deb, epochs=epochs,
-                           progress=lambda msg: typer.echo(f"[demo] {msg}", err=True))
-    except DemoError as exc:
-        fail(str(exc))
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(f"demo failed: {exc}")
+    summary = run_demo(data=data, out=out, profile=profile, preset=preset, k=k,
+                       plot_method=plot_method, deb=deb, epochs=epochs,
+                       progress=lambda msg: typer.echo(f"[demo] {msg}", err=True))
     emit(summary, as_json, demo_text(summary))

@@ -1,4 +1,4 @@
-"""``unibind extract`` and ``unibind encoders list``."""
+"""``unibind extract``: manifest -> features folder."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
-from unibind.encoders import DESCRIPTIONS, PROFILES, backend_class, resolve_profile
-from unibind.features.extract import extract as run_extract
-from unibind.features.manifest import ManifestError
-from unibind.util.runtime import pick_device, pick_dtype
-
-encoders_app = typer.Typer(no_args_is_help=True, help="Encoder profiles.")
-app.add_typer(encoders_app, name="encoders")
+from unibind.cli._app import JSON_OPTION, app, check_items, emit
+from unibind.encoders.profiles import PROFILES
 
 
 @app.command("extract")
@@ -27,57 +21,31 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
             dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
+            max_pixels: int = typer.Option(
+                None, min=1, help="Largest image decoded, in pixels (default: Pillow's limit, "
+                "89,478,485); bigger ones fail alone."),
+            max_audio_seconds: float = typer.Option(
+                None, min=0.001, help="Longest audio file decoded (default 600 s)."),
+            allow_outside_paths: bool = typer.Option(
+                False, help="Accept manifest paths outside its folder ('..', absolute)."),
             as_json: bool = JSON_OPTION) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
     Exit status 1 when any item failed (the others are still written)."""
+    from unibind.features.extract import extract as run_extract
+    from unibind.features.media import DEFAULT_LIMITS, MediaLimits
+    from unibind.util.runtime import pick_device, pick_dtype
+
     dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
     overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
-    try:
-        summary = run_extract(manifest, out, profile=profile, overrides=overrides,
-                              cache_dir=cache_dir, batch_size=batch_size, device=dev,
-                              dtype=pick_dtype(dev, dtype))
-    except (ManifestError, KeyError, OSError) as exc:
-        fail(str(exc))
+    limits = MediaLimits(max_pixels or DEFAULT_LIMITS.max_pixels,
+                         max_audio_seconds or DEFAULT_LIMITS.max_audio_seconds)
+    summary = run_extract(manifest, out, profile=profile, overrides=overrides,
+                          cache_dir=cache_dir, batch_size=batch_size, device=dev, dtype=dt,
+                          limits=limits, allow_outside=allow_outside_paths)
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]
     lines += [f"FAILED {e['id']} ({e['path']}): {e['reason']}" for e in summary["errors"]]
     emit(summary, as_json, "\n".join(lines + [f"features -> {summary['out']}"]))
-    if summary["errors"]:
-        raise typer.Exit(1)
-
-
-@encoders_app.command("list")
-def list_profiles(as_json: bool = JSON_OPTION,
-                  resolve: bool = typer.Option(False, help="Load models to report dims.")) -> None:
-    """Show profiles, their encoders and (with --resolve) output dims."""
-    out = {}
-    for name in PROFILES:
-        try:
-            specs = resolve_profile(name)
-        except Exception as exc:  # e.g. offline packages not installed
-            out[name] = {"description": DESCRIPTIONS[name], "error": str(exc)}
-            continue
-        entry = {"description": DESCRIPTIONS[name], "encoders": {}}
-        for m, spec in specs.items():
-            enc = {"backend": spec.backend, "source": spec.source, "options": spec.options,
-                   "dim": backend_class(spec.backend).config_dim(spec)
-                   or KNOWN_DIMS.get(spec.source)}
-            if resolve:
-                from unibind.encoders import load_encoder
-
-                enc["dim"] = load_encoder(spec).dim
-            entry["encoders"][m] = enc
-        out[name] = entry
-    lines = []
-    for name, entry in out.items():
-        lines.append(f"{name}: {entry['description']}")
-        for m, enc in entry.get("encoders", {}).items():
-            lines.append(f"  {m:<6} {enc['backend']:<18} dim {enc['dim']}  {enc['source']}")
-        if "error" in entry:
-            lines.append(f"  unavailable: {entry['error']}")
-    emit(out, as_json, "\n".join(lines))
-
-
-KNOWN_DIMS = {"bert-base-uncased": 768, "openai/clip-vit-large-patch14": 768,
-              "laion/larger_clap_general": 512}
+    check_items(summary, str(Path(summary["out"]) / "errors.jsonl"))

@@ -20,12 +20,19 @@ def _human(summary: dict) -> str:
 def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST",
                                            help="RUN: build RUN's index; `add RUN MANIFEST`: "
                                                 "append MANIFEST's new items without a rebuild."),
-          out: Path = typer.Option(None, "--out", "--index",
-                                   help="Index folder (default: RUN/index)."),
+          out: str = typer.Option(None, "--out", "--index",
+                                  help="Index folder (default: RUN/index) or store URI."),
+          store: str = typer.Option(None, "--store",
+                                    help="Write to Milvus instead of a faiss folder: "
+                                         "milvus://PATH.db (Milvus Lite, a local file) or "
+                                         "http://HOST:19530 (a Milvus server); "
+                                         "?collection=NAME picks the collection."),
           factory: str = typer.Option(None, "--factory",
                                       help="Flat (exact) or a faiss factory string, e.g. "
                                            "HNSW32, 'PQ128x4fs,RFlat', IVF4096,PQ64 "
-                                           "(default: chosen by size and memory budget)."),
+                                           "(default: chosen by size and memory budget); "
+                                           "with --store a Milvus index type (default "
+                                           "FLAT, exact; IVF_FLAT, HNSW, IVF_PQ, DISKANN...)."),
           memory_budget: float = typer.Option(4.0, "--memory-budget", min=0.01,
                                               help="GB the index may use in memory."),
           center: bool = typer.Option(None, "--center/--no-center",
@@ -43,12 +50,9 @@ def index(args: list[str] = typer.Argument(..., metavar="RUN | add RUN MANIFEST"
         fail("usage: unibind index add RUN MANIFEST")
     if not adding and len(args) != 1:
         fail("usage: unibind index RUN [--factory F] (or: unibind index add RUN MANIFEST)")
-    try:
-        if adding:
-            summary = add_items(args[1], args[2], index_path=out, cache_dir=cache_dir)
-        else:
-            summary = build_index(args[0], out=out, factory=factory,
-                                  memory_budget_gb=memory_budget, center=center)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(str(exc))
+    if adding:
+        summary = add_items(args[1], args[2], index_path=store or out, cache_dir=cache_dir)
+    else:
+        summary = build_index(args[0], out=out, factory=factory, memory_budget_gb=memory_budget,
+                              center=center, store=store)
     emit(summary, as_json, _human(summary))

@@ -23,7 +23,9 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
            via_pairs: int = typer.Option(0, "--via-pairs", min=0,
                                          help="Also reach items paired (same group) with the "
                                               "query's N nearest same-modality items."),
-           index: Path = typer.Option(None, "--index", help="Index folder (default: RUN/index)."),
+           index: str = typer.Option(None, "--index", "--store",
+                                     help="Index folder (default: RUN/index) or a Milvus store "
+                                          "URI (milvus://PATH.db, http://HOST:19530)."),
            as_json: bool = JSON_OPTION) -> None:
     """Rank indexed items for a sentence, a picture, a sound, or several at once (their
     embeddings are summed and normalised: a compositional query)."""
@@ -31,10 +33,7 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
 
     if not (text or image or audio):
         fail("give at least one query: --text, --image or --audio")
-    try:
-        space = Space.load(run, index)
-        result = space.search(text=text or None, image=image or None, audio=audio or None,
-                              k=k, modality=modality, balance=balance, via_pairs=via_pairs)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        fail(str(exc))
+    space = Space.load(run, index)
+    result = space.search(text=text or None, image=image or None, audio=audio or None, k=k,
+                          modality=modality, balance=balance, via_pairs=via_pairs)
     emit(result, as_json, format_results(result))

@@ -1,4 +1,4 @@
-"""``unibind train``, ``unibind evaluate``, ``unibind tune`` and ``unibind synthetic``."""
+"""``unibind train``: features -> run (heads only, or ``--finetune`` the encoders too)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import JSON_OPTION, app, emit, fail
-
-FEATURES_ARG = typer.Argument(..., help="Features folder (from `unibind extract`).")
+from unibind.cli._app import FEATURES_ARG, JSON_OPTION, app, emit, fail
 
 
 @app.command("train")
@@ -37,83 +35,23 @@ def train(features: Path = FEATURES_ARG,
     from unibind.train.config import load_train_config, override
     from unibind.train.config import preset as get_preset
 
-    try:
-        base = get_preset(preset)
-        cfg = load_train_config(config, base) if config else base
-        cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, batch_size=batch_size,
-                       positives=positives, finetune_layers=finetune_layers)
-        if finetune and init is not None:
-            fail("--init and --finetune cannot be combined (yet)")
-        if finetune:
-            from unibind.train.finetune import finetune as run_finetune
-            from unibind.util.runtime import pick_device
+    base = get_preset(preset)
+    cfg = load_train_config(config, base) if config else base
+    cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, batch_size=batch_size,
+                   positives=positives, finetune_layers=finetune_layers)
+    if finetune and init is not None:
+        fail("--init and --finetune cannot be combined (yet)")
+    if finetune:
+        from unibind.train.finetune import finetune as run_finetune
+        from unibind.util.runtime import pick_device
 
-            summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
-                                   device=pick_device(device), threads=threads)
-        else:
-            from unibind.train.fit import train as run_train
+        summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
+                               device=pick_device(device), threads=threads)
+    else:
+        from unibind.train.fit import train as run_train
 
-            summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
-                                threads=threads or 1, init=init)
-    except (ValueError, OSError, KeyError) as exc:
-        fail(str(exc))
+        summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
+                            threads=threads or 1, init=init)
+    kept = f"; --init kept {summary['kept']}" if "kept" in summary else ""
     emit(summary, as_json, f"run -> {summary['run']} (epochs {summary['epochs']}, best "
-                           f"{summary['best_epoch']}, val mAP@10 {summary['val_mAP@10']})")
-
-
-@app.command("evaluate")
-def evaluate(run: Path = typer.Argument(..., help="Run folder (from `unibind train`)."),
-             split: str = typer.Option("test", help="train | val | test | all."),
-             features: Path = typer.Option(None, help="Features folder (default: the run's)."),
-             versus: list[Path] = typer.Option(None, "--versus",
-                                               help="Other run(s) to show side by side on the "
-                                                    "same split (e.g. the bound run)."),
-             as_json: bool = JSON_OPTION) -> None:
-    """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
-
-    Writes RUN/metrics.json and RUN/metrics.md (metrics-<split>.* for other splits)."""
-    from unibind.eval.evaluate import evaluate as run_evaluate
-    from unibind.eval.evaluate import metrics_markdown
-
-    try:
-        metrics = run_evaluate(run, split=split, features=features, versus=versus)
-    except (ValueError, OSError, KeyError) as exc:
-        fail(str(exc))
-    emit(metrics, as_json, metrics_markdown(metrics))
-
-
-@app.command("tune")
-def tune(features: Path = FEATURES_ARG,
-         trials: int = typer.Option(20, min=1, help="Number of Optuna trials."),
-         out: Path = typer.Option(Path("tune-best.json"), "--out",
-                                  help="Best config (JSON) for `unibind train --config`."),
-         base: str = typer.Option("default", help="Preset the search starts from."),
-         epochs: int = typer.Option(None, min=1, help="Epochs per trial (default: preset's)."),
-         seed: int = typer.Option(0), timeout: float = typer.Option(None, help="Seconds."),
-         as_json: bool = JSON_OPTION) -> None:
-    """Search lr, D, temperature, pair weights, positives and MSE weight on validation data."""
-    from unibind.train.tune import tune as run_tune
-
-    try:
-        summary = run_tune(features, trials=trials, out=out, base=base, seed=seed,
-                           epochs=epochs, timeout=timeout)
-    except (ValueError, OSError, KeyError) as exc:
-        fail(str(exc))
-    best = summary["best"]
-    emit(summary, as_json, f"best objective {best['objective']:.4f} (val mAP@10 "
-                           f"{best['val_mAP@10']:.4f}) after {summary['trials']} trials -> {out}")
-
-
-@app.command("synthetic")
-def synthetic(out: Path = typer.Argument(..., help="Features folder to write."),
-              classes: int = typer.Option(10, min=2), groups_per_class: int = typer.Option(40),
-              seed: int = typer.Option(0), as_json: bool = JSON_OPTION) -> None:
-    """Write a synthetic features folder (class-structured, with a modality gap) for trials."""
-    from unibind.features.store import save_features
-    from unibind.train.synthetic import SyntheticSpec, generate
-
-    feats = generate(SyntheticSpec(n_classes=classes, groups_per_class=groups_per_class,
-                                   seed=seed))
-    save_features(out, feats.items, feats.arrays, feats.meta)
-    summary = {"out": str(out), "items": int(len(feats.items)), "dims": feats.dims}
-    emit(summary, as_json, f"{summary['items']} synthetic items -> {out}")
+                           f"{summary['best_epoch']}, val mAP@10 {summary['val_mAP@10']}{kept})")

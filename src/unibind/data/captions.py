@@ -21,13 +21,14 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from PIL import Image
 
+from unibind.errors import UnibindError
 from unibind.features.cache import file_digest
 from unibind.features.manifest import read_manifest, write_manifest
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -41,7 +42,7 @@ BACKENDS = ("auto", "generic", "minicpm")
 Captioner = Callable[[list[Image.Image]], list[str]]
 
 
-class CaptionError(RuntimeError):
+class CaptionError(UnibindError, RuntimeError):
     """A captioning setup that cannot run (unknown backend, remote code not allowed, ...)."""
 
 
@@ -73,12 +74,22 @@ class CaptionConfig:
 
 
 def model_identity(model: str, revision: str | None) -> dict[str, str]:
-    """A local folder by content digest, a hub id by the commit it resolves to offline."""
+    """A local folder by content digest, a hub id by its commit (``pinned`` resolves it first;
+    an unpinned revision is looked up in the local hub cache)."""
     from unibind.encoders.spec import folder_digest, hub_revision
 
     if Path(model).expanduser().exists():
         return {"content": folder_digest(model)}
     return {"source": model, "revision": hub_revision(model, revision)}
+
+
+def pinned(cfg: CaptionConfig) -> CaptionConfig:
+    """``cfg`` with a hub model's revision resolved to its commit, before any download."""
+    if Path(cfg.model).expanduser().exists():
+        return cfg
+    from unibind.encoders.spec import resolve_hub_revision
+
+    return replace(cfg, revision=resolve_hub_revision(cfg.model, cfg.revision))
 
 
 class CaptionCache:
@@ -235,6 +246,8 @@ def caption_manifest(manifest: str | os.PathLike, cfg: CaptionConfig,
     from tqdm import tqdm
 
     cfg = cfg.resolved()
+    if captioner is None:  # the same commit for the cache key and the download
+        cfg = pinned(cfg)
     m = read_manifest(manifest)
     images = m.table[m.table["modality"] == "image"]
     if images.empty:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from unibind.errors import UnibindError
 from unibind.util.digests import sha256_file
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ CHUNK = 1 << 16
 USER_AGENT = "unibind-download/0.1"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UnibindError, RuntimeError):
     """A download that failed or did not match its expected size or digest."""
 
 

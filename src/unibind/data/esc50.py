@@ -21,6 +21,7 @@ import pandas as pd
 import soundfile as sf
 
 from unibind.data.download import download
+from unibind.errors import UnibindError
 from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_file, atomic_folder
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -35,7 +36,7 @@ META = "meta/esc50.csv"
 META_COLUMNS = ("filename", "fold", "target", "category")
 
 
-class ESC50Error(ValueError):
+class ESC50Error(UnibindError, ValueError):
     """A source that is not an ESC-50-shaped dataset."""
 
 

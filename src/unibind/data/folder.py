@@ -14,37 +14,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from unibind.errors import UsageError
-from unibind.features.manifest import write_manifest
+from unibind.errors import InputNotFound, UsageError
+from unibind.features.manifest import lexical, write_manifest
+from unibind.modalities import IMAGE, get_modality, modality_names, modality_of_extension
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
-AUDIO_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
-TEXT_EXTS = frozenset({".txt"})
+IMAGE_EXTS = IMAGE.extensions  # kept for callers of the old name
+LABEL_MODES = ("none", "dirs")
 
 
 def modality_of(path: Path) -> str | None:
-    ext = path.suffix.lower()
-    if ext in IMAGE_EXTS:
-        return "image"
-    if ext in AUDIO_EXTS:
-        return "audio"
-    if ext in TEXT_EXTS:
-        return "text"
-    return None
-
-
-LABEL_MODES = ("none", "dirs")
+    """The registered modality whose extensions include ``path``'s, if any."""
+    return modality_of_extension(path.suffix)
 
 
 def _row(file: Path, base: Path, root: Path, label: str) -> dict[str, str]:
     rel = file.relative_to(root).as_posix()
     stem = file.relative_to(root).with_suffix("").as_posix()
     prefix = f"{label}/" if label else ""
-    row = {"id": prefix + rel, "modality": modality_of(file) or "", "label": label,
-           "group": prefix + stem, "split": "", "path": os.path.relpath(file, base), "text": ""}
-    if row["modality"] == "text":
+    modality = modality_of(file) or ""
+    row = {"id": prefix + rel, "modality": modality, "label": label, "group": prefix + stem,
+           "split": "", "path": os.path.relpath(file, base), "text": ""}
+    if get_modality(modality).inline:
         row["text"] = file.read_text(encoding="utf-8", errors="replace").strip()
         row["path"] = ""
     return row
@@ -56,9 +48,9 @@ def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike,
     relative to ``relative_to``. Files that share a stem in one folder share a ``group``."""
     if labels not in LABEL_MODES:
         raise UsageError(f"labels {labels!r}: choose from {', '.join(LABEL_MODES)}")
-    src, base = Path(src).resolve(), Path(relative_to).resolve()
+    src, base = lexical(src), lexical(relative_to)  # symbolic links kept as written
     if not src.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {src}")
+        raise InputNotFound(f"dataset folder not found: {src}")
     roots = ([(p, p.name) for p in sorted(src.iterdir()) if p.is_dir()] if labels == "dirs"
              else [(src, "")])
     rows, skipped = [], 0
@@ -71,10 +63,12 @@ def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike,
     if skipped:
         log.info("skipped %d file(s) of unknown type under %s", skipped, src)
     if not rows:
+        exts = sorted(e for m in modality_names() for e in get_modality(m).extensions)
         where = f"{src}/<label>/" if labels == "dirs" else f"{src} (recursively)"
         hint = (" (files directly in it are not read with --labels dirs; try --labels none)"
                 if labels == "dirs" else "")
-        raise FileNotFoundError(f"no image, audio or .txt files found under {where}{hint}")
+        raise InputNotFound(f"no files of a known type ({' '.join(exts)}) found under "
+                            f"{where}{hint}")
     return pd.DataFrame(rows)
 
 
@@ -85,9 +79,11 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
     Paths are stored relative to the manifest's folder, which must contain ``src``.
     ``labels``: "dirs" (SRC/<label>/<files>; the library default, as before) or "none" (any
     tree, no labels; the CLI's default)."""
+    if not Path(src).is_dir():
+        raise InputNotFound(f"dataset folder not found: {src}")
     out = Path(out) if out else Path(src) / "manifest.parquet"
-    if not Path(src).resolve().is_relative_to(out.parent.resolve()):
-        raise ValueError(f"the manifest must sit in {src} or a folder above it (its paths may not "
+    if not lexical(src).is_relative_to(lexical(out.parent)):
+        raise UsageError(f"the manifest must sit in {src} or a folder above it (its paths may not "
                          f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table = scan_folder(src, out.parent, labels)

@@ -24,7 +24,9 @@ import pandas as pd
 from PIL import Image
 
 from unibind.data.folder import IMAGE_EXTS
+from unibind.errors import InputNotFound, UnibindError, UsageError
 from unibind.features.manifest import read_manifest, write_manifest
+from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ SOURCES = "sources.json"
 Fetch = Callable[[str, int, Path], dict[str, str]]
 
 
-class WebExtraMissing(RuntimeError):
+class WebExtraMissing(UnibindError, RuntimeError):
     """``bing-image-downloader`` is not installed."""
 
 
@@ -67,6 +69,8 @@ def read_labels(labels_file: str | os.PathLike | None = None,
     """Labels from a text file (one a line, ``#`` comments) or the labels of a manifest."""
     labels: list[str] = []
     if labels_file is not None:
+        if not Path(labels_file).is_file():
+            raise InputNotFound(f"labels file not found: {labels_file}")
         for line in Path(labels_file).read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
@@ -143,7 +147,7 @@ def folder_candidates(src: Path, labels: list[str] | None = None) -> list[Candid
     """Images under ``src/<label>/`` (only ``labels`` when given); ``sources.json`` in a label
     folder maps file names to URLs."""
     if not src.is_dir():
-        raise FileNotFoundError(f"image folder not found: {src}")
+        raise InputNotFound(f"image folder not found: {src}")
     dirs = sorted(p for p in src.iterdir() if p.is_dir())
     names = {d.name: d.name for d in dirs}
     if labels is not None:
@@ -206,9 +210,8 @@ def _copy(src: Path, dest: Path) -> None:
     if dest.exists() and dest.resolve() == src.resolve():
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_file(dest) as fh, open(src, "rb") as source:
+        shutil.copyfileobj(source, fh)
 
 
 def build_images(out: str | os.PathLike, labels: list[str] | None = None,
@@ -226,15 +229,15 @@ def build_images(out: str | os.PathLike, labels: list[str] | None = None,
         mode = "folder"
     else:
         if not labels:
-            raise ValueError("no labels: give a labels file, a manifest or --from-folder")
+            raise UsageError("no labels: give a labels file, a manifest or --from-folder")
         if per_class is None or per_class < 1:
-            raise ValueError("per_class must be >= 1 for web download")
+            raise UsageError("per_class must be >= 1 for web download")
         limit = per_class + (per_class if extra is None else extra)
         candidates = fetch_web(labels, out / "raw", limit, fetch or bing_fetch, query_template)
         mode = "web"
     kept, dropped = clean(candidates, per_class, min_side)
     if not kept:
-        raise ValueError(f"no usable images ({len(dropped)} dropped)")
+        raise InputNotFound(f"no usable images ({len(dropped)} dropped)")
     rows = []
     for item in kept:
         label_dir = safe_name(item["label"])

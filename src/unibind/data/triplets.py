@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from unibind.data.images import natural_key
+from unibind.errors import UsageError
 from unibind.features.manifest import ManifestError, read_manifest, write_manifest
 from unibind.modalities import MODALITIES
 
@@ -75,7 +76,7 @@ def build_triplets(manifests: list[str | os.PathLike], out: str | os.PathLike, *
     wanted = modalities or present
     unknown = [m for m in wanted if m not in MODALITIES]
     if unknown:
-        raise ValueError(f"unknown modality {unknown}; expected {list(MODALITIES)}")
+        raise UsageError(f"unknown modality {unknown}; expected {list(MODALITIES)}")
     table = table[table["modality"].isin(wanted)]
     base = out.parent.resolve()
     outside = [p for p in table["path"] if p and not Path(p).is_relative_to(base)]

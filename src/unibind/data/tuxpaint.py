@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from unibind.errors import UnibindError
 from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_folder
 from unibind.util.runtime import cache_root
@@ -38,7 +39,7 @@ LICENCE = ("Tux Paint stamps (Debian package tuxpaint-stamps-default, "
            "see usr/share/doc/tuxpaint-stamps-default/copyright in the package.")
 
 
-class TuxpaintError(RuntimeError):
+class TuxpaintError(UnibindError, RuntimeError):
     """The package could not be fetched or unpacked; the message says what to do."""
 
 

@@ -1,22 +1,26 @@
 """Encoders: a registry of backends (by name) and profiles (a backend per modality).
 
 ``load_encoder(spec)`` builds an encoder from an ``EncoderSpec`` (or its dict); backends are
-imported only when used, so listing profiles or hitting the cache never loads a model.
+imported only when used, so listing profiles or hitting the cache never loads a model, and
+importing this package does not import torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from unibind.encoders.base import Encoder, ItemError
 from unibind.encoders.profiles import DESCRIPTIONS, PROFILES, resolve_profile
-from unibind.encoders.spec import EncoderSpec, fingerprint, identity
+from unibind.encoders.spec import EncoderLoadError, EncoderSpec, fingerprint, identity
+from unibind.errors import unknown
 
-# backend name -> "module:Class" (lazy, so optional backends cost nothing until used)
-BACKENDS: dict[str, str] = {
+if TYPE_CHECKING:
+    import torch
+
+    from unibind.encoders.base import Encoder, ItemError
+
+# backend name -> "module:Class" (lazy, so optional backends cost nothing until used) or a class
+BACKENDS: dict[str, Any] = {
     "hf-text": "unibind.encoders.hf_text:HFTextEncoder",
     "hf-clip": "unibind.encoders.hf_clip:HFClipImageEncoder",
     "hf-clap": "unibind.encoders.hf_clap:HFClapAudioEncoder",
@@ -27,20 +31,45 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def register_backend(name: str, target: str | type, replace: bool = False) -> None:
+    """Make backend ``name`` available: ``target`` is an ``Encoder`` subclass or "module:Class"."""
+    if name in BACKENDS and not replace:
+        raise EncoderLoadError(f"encoder backend {name!r} is already registered")
+    BACKENDS[name] = target
+
+
+def unregister_backend(name: str) -> None:
+    BACKENDS.pop(name, None)
+
+
 def backend_class(name: str) -> type[Encoder]:
     if name not in BACKENDS:
-        raise KeyError(f"unknown encoder backend {name!r}; known: {sorted(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
+        raise unknown("encoder backend", name, sorted(BACKENDS))
+    target = BACKENDS[name]
+    if not isinstance(target, str):
+        return target
+    module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> Encoder:
     """Instantiate (and load the weights of) the encoder ``spec`` names."""
+    import torch
+
     spec = EncoderSpec.from_dict(spec)
     device = torch.device(device) if isinstance(device, str) else device
     return backend_class(spec.backend)(spec, device=device, dtype=dtype)
 
 
-__all__ = ["BACKENDS", "DESCRIPTIONS", "PROFILES", "Encoder", "EncoderSpec", "ItemError",
-           "backend_class", "fingerprint", "identity", "load_encoder", "resolve_profile"]
+def __getattr__(name: str) -> Any:
+    if name in ("Encoder", "ItemError"):  # torch-backed: imported on first use
+        from unibind.encoders import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'unibind.encoders' has no attribute {name!r}")
+
+
+__all__ = ["BACKENDS", "DESCRIPTIONS", "PROFILES", "Encoder", "EncoderLoadError", "EncoderSpec",
+           "ItemError", "backend_class", "fingerprint", "identity", "load_encoder",
+           "register_backend", "resolve_profile", "unregister_backend"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from unibind.encoders.base import Encoder, ItemError
-from unibind.encoders.spec import EncoderSpec
+from unibind.encoders.spec import EncoderLoadError, EncoderSpec, ModelFileError
 from unibind.features.media import MediaError, load_audio
 from unibind.util.digests import sha256_file
 
@@ -70,10 +70,10 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     digest = sha256_file(path)
     if digest != CHECKPOINT_SHA256:
-        raise ValueError(f"{path}: sha256 {digest} is not the pinned aisfx 0.1.2 checkpoint "
+        raise ModelFileError(f"{path}: sha256 {digest} is not the pinned aisfx 0.1.2 checkpoint "
                          f"({CHECKPOINT_SHA256}); refusing to unpickle it")
     if not hasattr(torch.serialization, "safe_globals"):
-        raise RuntimeError("loading the aisfx checkpoint safely needs torch>=2.6 "
+        raise EncoderLoadError("loading the aisfx checkpoint safely needs torch>=2.6 "
                            "(torch.serialization.safe_globals)")
     with torch.serialization.safe_globals(_numpy_allow_list()):
         state, _datasets = torch.load(path, map_location="cpu", weights_only=True)
@@ -148,7 +148,7 @@ class AisfxAudioEncoder(Encoder):
             wave = item.astype(np.float32).reshape(-1)
         else:
             try:
-                wave = load_audio(item, self.sample_rate)
+                wave = load_audio(item, self.sample_rate, self.limits.max_audio_seconds)
             except MediaError as exc:
                 raise ItemError(item, str(exc)) from exc
         return self.blocks(self.spectrogram(wave))

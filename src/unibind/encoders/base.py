@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from unibind.encoders.spec import EncoderSpec, fingerprint, identity
+from unibind.encoders.spec import EncoderLoadError, EncoderSpec, fingerprint, identity  # noqa: F401
+from unibind.errors import UnibindError, UsageError
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def local_config_value(spec: EncoderSpec, key: str) -> int | None:
     return int(value) if value is not None else None
 
 
-class ItemError(ValueError):
+class ItemError(UnibindError, ValueError):
     """One input item cannot be encoded; ``item`` names it, ``reason`` says why."""
 
     def __init__(self, item: Any, reason: str):
@@ -43,11 +45,12 @@ class Encoder:
     """Maps items of one modality to float32 vectors of a fixed ``dim``."""
 
     modality: str = ""
+    limits: MediaLimits = DEFAULT_LIMITS  # largest image / audio ``load`` decodes (per instance)
 
     def __init__(self, spec: EncoderSpec, device: torch.device | None = None,
                  dtype: torch.dtype | None = None):
         if spec.modality != self.modality:
-            raise ValueError(f"{type(self).__name__} encodes {self.modality}, not {spec.modality}")
+            raise UsageError(f"{type(self).__name__} encodes {self.modality}, not {spec.modality}")
         self.spec = spec
         self.device = device or torch.device("cpu")
         self.dtype = dtype or torch.float32

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from unibind.encoders.base import Encoder, ItemError
-from unibind.encoders.spec import EncoderSpec
+from unibind.encoders.spec import EncoderLoadError, EncoderSpec, ModelFileError
 from unibind.features.media import MediaError, load_image
 from unibind.util.digests import sha256_file
 
@@ -40,7 +40,7 @@ def weights_file(folder: str | Path) -> Path:
         return path
     files = sorted(path.glob("*.pth"))
     if len(files) != 1:
-        raise FileNotFoundError(f"expected one *.pth state dict in {path}, found {len(files)}")
+        raise EncoderLoadError(f"expected one *.pth state dict in {path}, found {len(files)}")
     return files[0]
 
 
@@ -69,13 +69,14 @@ class EfficientNetLiteEncoder(Encoder):
         path = weights_file(self.spec.source)
         pinned = KNOWN_SHA256.get(path.name)
         if pinned is not None and sha256_file(path) != pinned:
-            raise ValueError(f"{path}: sha256 differs from the pinned digest (corrupt download?)")
+            raise ModelFileError(f"{path}: sha256 differs from the pinned digest "
+                                 "(corrupt download?)")
         model = build_arch(self.options["arch"])
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         size = model.input_image_size
         if int(self.options["crop"]) != size:
-            raise ValueError(f"{self.options['arch']} takes {size} px inputs, "
+            raise ModelFileError(f"{self.options['arch']} takes {size} px inputs, "
                              f"not crop={self.options['crop']}")
         return model
 
@@ -110,7 +111,7 @@ class EfficientNetLiteEncoder(Encoder):
                 raise ItemError("<image>", "empty image (0 pixels)")
             return self.preprocess(item)
         try:
-            return self.preprocess(load_image(item))
+            return self.preprocess(load_image(item, self.limits.max_pixels))
         except MediaError as exc:
             raise ItemError(item, str(exc)) from exc
 

@@ -78,7 +78,7 @@ class HFClapAudioEncoder(ProjectedTower, Encoder):
             wave = item.astype(np.float32)
         else:
             try:
-                wave = load_audio(item, self.sample_rate)
+                wave = load_audio(item, self.sample_rate, self.limits.max_audio_seconds)
             except MediaError as exc:
                 raise ItemError(item, str(exc)) from exc
         windows = [repeat_pad(wave[s:s + self.window], self.window)

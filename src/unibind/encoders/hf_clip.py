@@ -34,7 +34,7 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
             image = item.convert("RGB")
         else:
             try:
-                image = load_image(item)
+                image = load_image(item, self.limits.max_pixels)
             except MediaError as exc:
                 raise ItemError(item, str(exc)) from exc
         return self.processor(images=[image], return_tensors="pt")["pixel_values"][0]

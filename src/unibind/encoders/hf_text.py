@@ -15,6 +15,7 @@ from transformers import AutoModel, AutoTokenizer
 from unibind.encoders.base import Encoder, ItemError, local_config_value
 from unibind.encoders.spec import EncoderSpec
 from unibind.encoders.towers import quiet_transformers
+from unibind.errors import UsageError
 
 POOLINGS = ("pooler", "cls", "mean")
 
@@ -25,7 +26,7 @@ class HFTextEncoder(Encoder):
     def _load_model(self) -> torch.nn.Module:
         self.pooling = self.spec.options.get("pooling", "pooler")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"text pooling {self.pooling!r} not in {POOLINGS}")
+            raise UsageError(f"text pooling {self.pooling!r} not in {POOLINGS}")
         self.max_length = int(self.spec.options.get("max_length", 512))
         kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
         self.tokenizer = AutoTokenizer.from_pretrained(self.spec.source, **kwargs)
@@ -34,7 +35,7 @@ class HFTextEncoder(Encoder):
             model = AutoModel.from_pretrained(self.spec.source, add_pooling_layer=add_pool,
                                               **kwargs)
         if add_pool and getattr(model, "pooler", None) is None:
-            raise ValueError(f"{self.spec.source} has no pooler; use pooling 'cls' or 'mean'")
+            raise UsageError(f"{self.spec.source} has no pooler; use pooling 'cls' or 'mean'")
         return model
 
     @property

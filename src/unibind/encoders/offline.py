@@ -17,7 +17,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from unibind.encoders.spec import EncoderSpec
+from unibind.encoders.spec import EncoderLoadError, EncoderSpec
 
 # modality -> (distribution, import name, path of the model folder inside the package, install)
 PACKAGES: dict[str, tuple[str, str, str, str]] = {
@@ -34,7 +34,7 @@ ARCH_PACKAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class MissingModelPackage(FileNotFoundError):
+class MissingModelPackage(EncoderLoadError, FileNotFoundError):
     """A package the offline profile needs is not installed (the message says how to get it)."""
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from unibind.encoders.spec import EncoderSpec
-from unibind.encoders.tiny import tiny_model_dir
-from unibind.modalities import MODALITIES
+from unibind.errors import UsageError, unknown
+from unibind.modalities import get_modality, modality_names
 
 SEED = {
     "text": EncoderSpec("text", "hf-text", "bert-base-uncased",
@@ -39,12 +39,20 @@ def aligned_specs(clip: str, clap: str) -> dict[str, EncoderSpec]:
 
 
 def _tiny() -> dict[str, EncoderSpec]:
+    from unibind.encoders.tiny import tiny_model_dir
+
     return {
         "text": EncoderSpec("text", "hf-text", str(tiny_model_dir("bert")),
                             options={"pooling": "pooler", "max_length": 64}),
         "image": EncoderSpec("image", "hf-clip", str(tiny_model_dir("clip"))),
         "audio": EncoderSpec("audio", "hf-clap", str(tiny_model_dir("clap"))),
     }
+
+
+def _tiny_aligned() -> dict[str, EncoderSpec]:
+    from unibind.encoders.tiny import tiny_model_dir
+
+    return aligned_specs(str(tiny_model_dir("clip-aligned")), str(tiny_model_dir("clap-aligned")))
 
 
 def _offline() -> dict[str, EncoderSpec]:
@@ -58,8 +66,7 @@ PROFILES: dict[str, Callable[[], dict[str, EncoderSpec]]] = {
     "tiny": _tiny,
     "offline": _offline,
     "aligned": lambda: aligned_specs(CLIP_ID, CLAP_ID),
-    "tiny-aligned": lambda: aligned_specs(str(tiny_model_dir("clip-aligned")),
-                                          str(tiny_model_dir("clap-aligned"))),
+    "tiny-aligned": _tiny_aligned,
 }
 
 DESCRIPTIONS = {
@@ -72,27 +79,32 @@ DESCRIPTIONS = {
     "tiny-aligned": "tiny RANDOM CLIP and CLAP with text towers, for tests only",
 }
 
-BACKEND_FOR_OVERRIDE = {"text": "hf-text", "image": "hf-clip", "audio": "hf-clap"}
-
 
 def resolve_profile(name: str = "seed",
                     overrides: dict[str, str | EncoderSpec | None] | None = None
                     ) -> dict[str, EncoderSpec]:
-    """``{modality: EncoderSpec}`` of a profile, with per-modality overrides (hub id / folder)."""
+    """``{modality: EncoderSpec}`` of a profile, with per-modality overrides (hub id / folder).
+
+    A registered modality the profile names no encoder for gets its ``default_encoder``."""
     if name not in PROFILES:
-        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+        raise unknown("profile", name, PROFILES)
     specs = PROFILES[name]()
+    for modality in modality_names():
+        default = get_modality(modality).default_encoder
+        if modality not in specs and default is not None:
+            specs[modality] = EncoderSpec.from_dict({"modality": modality, **default})
     for modality, override in (overrides or {}).items():
         if override is None:
             continue
-        if modality not in MODALITIES:
-            raise KeyError(f"unknown modality {modality!r} in encoder overrides")
+        backend = get_modality(modality).override_backend
         if isinstance(override, EncoderSpec):
             specs[modality] = override
+        elif backend is None:
+            raise UsageError(f"the {modality} modality names no backend for a bare model source; "
+                             "give an EncoderSpec")
         else:
             base = specs.get(modality)
-            same_backend = base is not None and base.backend == BACKEND_FOR_OVERRIDE[modality]
+            same_backend = base is not None and base.backend == backend
             options = dict(base.options) if same_backend else {}
-            specs[modality] = EncoderSpec(modality, BACKEND_FOR_OVERRIDE[modality], override,
-                                          options=options)
+            specs[modality] = EncoderSpec(modality, backend, override, options=options)
     return specs

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from unibind.errors import unknown
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
 from unibind.eval.compare import side_by_side, versus_markdown
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics, zero_shot_accuracy
@@ -45,12 +46,16 @@ def load_run_features(run: Run, features: Features | str | os.PathLike | None = 
     return load_features(path).with_views(run.views)
 
 
-def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np.ndarray:
-    """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe."""
+def split_mask(run: Run, feats: Features, split: str, *, allow_split_mismatch: bool = False
+               ) -> np.ndarray:
+    """Items of ``split`` ("train", "val", "test" or "all") under the run's split recipe.
+
+    Features that no longer give the run's split (possible train/test leak) raise
+    ``SplitError``, from disk or in memory alike, unless ``allow_split_mismatch=True``."""
     if split == "all":
         return np.ones(len(feats.items), dtype=bool)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
+        raise unknown("split", split, [*SPLITS, "all"])
     info = run.info.get("split") or {}
     if not info:
         raise RunError(f"run {run.path} stores no split information")
@@ -58,8 +63,9 @@ def split_mask(run: Run, feats: Features, split: str, strict: bool = True) -> np
     if again["digest"] != info["digest"]:
         msg = (f"features give a different split than run {run.path} was trained with "
                "(items changed); held-out items may have been trained on")
-        if strict:
-            raise SplitError(msg)
+        if not allow_split_mismatch:
+            raise SplitError(msg + "; pass allow_split_mismatch=True (--allow-split-mismatch) "
+                             "to evaluate anyway")
         log.warning(msg)
     return (assigned == split).to_numpy()
 
@@ -141,17 +147,19 @@ def zero_shot(run: Run, feats: Features, embs: dict[str, np.ndarray],
 
 def evaluate(run_path: str | os.PathLike, split: str = "test",
              features: Features | str | os.PathLike | None = None,
-             modes: tuple[str, ...] = MODES, write: bool = True,
+             modes: tuple[str, ...] = MODES, write: bool = True, *,
+             allow_split_mismatch: bool = False,
              versus: list[str | os.PathLike] | None = None, compare_init: bool = True
              ) -> dict[str, Any]:
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
-    or RUN/metrics-<split>.json/.md, unless ``write=False``.
+    or RUN/metrics-<split>.json/.md, unless ``write=False``. A split digest mismatch (possible
+    leak) raises unless ``allow_split_mismatch=True``.
 
     ``versus``: other runs evaluated on the same split, shown side by side (a run trained with
     ``--init`` is always compared with the bound run it started from)."""
     run = Run.load(run_path)
     feats = load_run_features(run, features)
-    mask = split_mask(run, feats, split, strict=not isinstance(features, Features))
+    mask = split_mask(run, feats, split, allow_split_mismatch=allow_split_mismatch)
     relevance = relevance_of(feats.items)
     embs, labels = project_items(run, feats, mask, relevance)
     if not embs:

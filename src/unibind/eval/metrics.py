@@ -2,7 +2,9 @@
 
 Relevance is class level: a gallery item is relevant to a query when their labels are equal.
 For same-modality retrieval the query itself is excluded from its gallery. Queries without any
-relevant gallery item are left out of the averages (``queries`` counts the ones used).
+relevant gallery item are left out of the averages (``queries`` counts the ones used): ONE
+definition (``has_relevant``) for per-target metrics and for mixed-search R@k alike, so that
+``drop = per-target R@10 - mixed R@10`` compares the same queries.
 
 - Recall@k (hit rate): 1 if a relevant item is in the top k.
 - mAP@10: ``AP@10 = sum_{i<=10} P@i * rel_i / min(n_relevant, 10)``.
@@ -23,6 +25,11 @@ MAP_K = 10
 def _chunks(n: int, size: int):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def has_relevant(q_labels: np.ndarray, g_labels: np.ndarray) -> np.ndarray:
+    """Per query: whether the gallery holds an item of its label (cross-modal: no self)."""
+    return np.isin(np.asarray(q_labels), np.asarray(g_labels))
 
 
 def retrieval_metrics(queries: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray,
@@ -120,16 +127,19 @@ def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mo
 
     ``share@k``: share of each modality among all returned slots; ``pool_share``: its share of
     the pool; ``R@k``: mean over cross-modal pairs q->t of the rate at which the merged top-k
-    holds a relevant t item (compare with per-target search, ``pairs[q->t]["R@k"]``)."""
+    holds a relevant t item, averaged over the queries that have one (``has_relevant``, as in
+    per-target search, ``pairs[q->t]["R@k"]``; ``R@k_queries`` counts them)."""
     mods = list(embs)
     pool = {m: len(embs[m]) for m in mods}
     counts = {m: 0 for m in mods}
     by_query: dict[str, dict[str, float]] = {}
     hits: dict[str, float] = {}
+    used: dict[str, int] = {}
     slots = 0
     for q in mods:
         q_counts = {m: 0 for m in mods}
         q_hits = {t: 0 for t in mods if t != q}
+        q_used = {t: int(has_relevant(labels[q], labels[t]).sum()) for t in q_hits}
         for sl in _chunks(pool[q], chunk):
             per = {t: topk_per_target(embs[q][sl], embs[t], k, exclude_self=(t == q),
                                       offset=sl.start) for t in mods}
@@ -148,13 +158,14 @@ def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mo
             counts[m] += q_counts[m]
         by_query[q] = {m: q_counts[m] / max(n_slots, 1) for m in mods}
         for t, h in q_hits.items():
-            hits[f"{q}->{t}"] = h / max(pool[q], 1)
+            hits[f"{q}->{t}"] = h / max(q_used[t], 1)
+            used[f"{q}->{t}"] = q_used[t]
     n_pool = sum(pool.values())
     return {f"share@{k}": {m: counts[m] / max(slots, 1) for m in mods},
             "pool_share": {m: pool[m] / max(n_pool, 1) for m in mods},
             f"share@{k}_by_query": by_query,
             f"R@{k}": float(np.mean(list(hits.values()))) if hits else 0.0,
-            f"R@{k}_pairs": hits}
+            f"R@{k}_pairs": hits, f"R@{k}_queries": used}
 
 
 def share_deviation(mixed: dict, k: int = 10) -> float:

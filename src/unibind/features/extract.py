@@ -22,10 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
-from unibind.encoders.spec import fingerprint, identity
+from unibind.encoders.base import EncoderLoadError
+from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
+from unibind.errors import UsageError
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
+from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 from unibind.features.store import VIEW_SEP, save_features
+from unibind.modalities import get_modality
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -42,18 +46,15 @@ class ModalityResult:
 
 
 def _item_input(manifest: Manifest, row: pd.Series) -> str | Path:
-    if row["modality"] == "text":
-        return row["text"] if row["text"].strip() or not row["path"] else \
-            manifest.resolve(row["path"]).read_text(encoding="utf-8")
-    return manifest.resolve(row["path"])
+    return get_modality(row["modality"]).item_input(row["text"], row["path"], manifest.resolve)
 
 
 def _digest(modality: str, item: str | Path) -> str:
-    return text_digest(item) if modality == "text" else file_digest(item)
+    return text_digest(item) if get_modality(modality).inline else file_digest(item)
 
 
 def _size_key(modality: str, item: str | Path) -> int:
-    return len(item) if modality == "text" else os.path.getsize(item)
+    return len(item) if get_modality(modality).inline else os.path.getsize(item)
 
 
 def _error(row: pd.Series, reason: str) -> dict[str, str]:
@@ -69,6 +70,8 @@ def _decode(encoder: Encoder, chunk: list[tuple[str, str, Any]]
             ok.append((item_id, digest, encoder.load(item)))
         except ItemError as exc:
             bad.append((item_id, exc.reason))
+        except Exception as exc:  # any decoder failure is this item's error, never the run's
+            bad.append((item_id, f"cannot decode: {type(exc).__name__}: {exc}"))
     return ok, bad
 
 
@@ -123,7 +126,8 @@ def _encode_batch(encoder: Encoder, decoded: list[tuple[str, str, Any]], cache: 
 
 def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
                       cache_dir: Path, batch_size: int, device: torch.device | None,
-                      dtype: torch.dtype | None, errors: dict[str, str]) -> ModalityResult:
+                      dtype: torch.dtype | None, errors: dict[str, str],
+                      limits: MediaLimits = DEFAULT_LIMITS) -> ModalityResult:
     result = ModalityResult(spec=spec, fingerprint=fingerprint(spec))
     cache = FeatureCache(cache_dir, result.fingerprint)
     digests: dict[str, str] = {}
@@ -150,9 +154,11 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
         try:
             encoder = load_encoder(spec, device=device, dtype=dtype)
         except OSError as exc:
-            raise OSError(f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
-                          f"Without the Hugging Face hub, use --profile offline, or a local "
-                          f"model folder (--{spec.modality}-encoder DIR).") from exc
+            raise EncoderLoadError(
+                f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+                f"Without the Hugging Face hub, use --profile offline, or a local "
+                f"model folder (--{spec.modality}-encoder DIR).") from exc
+        encoder.limits = limits
         cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
         work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
         new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
@@ -175,13 +181,21 @@ def _encoder_entry(r: ModalityResult) -> dict[str, Any]:
 def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: str = "seed",
             overrides: dict[str, str | None] | None = None,
             cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
-            device: torch.device | None = None, dtype: torch.dtype | None = None
+            device: torch.device | None = None, dtype: torch.dtype | None = None,
+            limits: MediaLimits = DEFAULT_LIMITS, allow_outside: bool = False
             ) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
-    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``."""
+    ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
+
+    ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
+    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path, check_files=False)  # missing files: item errors
     specs = resolve_profile(profile, overrides)
+    manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
+                             allow_outside=allow_outside)
+    if lacking := [m for m in manifest.modalities() if m not in specs]:
+        raise UsageError(f"profile {profile!r} has no encoder for {', '.join(lacking)}; "
+                         "give one in overrides (or register the modality's default_encoder)")
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
     table = manifest.table
     errors: dict[str, str] = {}
@@ -190,8 +204,13 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
         for key in [modality, *views[modality]]:  # views: a second encoder of the same items
-            results[key] = _extract_modality(manifest, rows, specs[key], cache_dir,
-                                             batch_size, device, dtype, errors)
+            try:  # a hub id -> its commit, once, before any download
+                spec = pin(specs[key])
+            except HubRevisionError as exc:
+                raise HubRevisionError(f"cannot load the {key} encoder "
+                                       f"{specs[key].source!r}: {exc}") from exc
+            results[key] = _extract_modality(manifest, rows, spec, cache_dir,
+                                             batch_size, device, dtype, errors, limits)
     items, arrays = [], {}
     for modality in manifest.modalities():
         keys = [modality, *views[modality]]
@@ -209,6 +228,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     meta = {
         "manifest": os.path.relpath(manifest_path.resolve(), Path(out).resolve()),
         "manifest_digest": manifest.digest(),
+        **({"allow_outside_paths": True} if allow_outside else {}),
         "profile": profile,
         "encoders": {m: _encoder_entry(r) for m, r in results.items() if VIEW_SEP not in m},
         "views": {k: _encoder_entry(r) for k, r in results.items() if VIEW_SEP in k},

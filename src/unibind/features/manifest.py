@@ -2,6 +2,10 @@
 
 Parquet is the native format; CSV and JSONL are read too. Paths are relative to the manifest's
 folder. ``validate`` names every offending row instead of failing on the first one.
+
+Containment is judged on the path as written (``..`` and absolute paths outside the folder are
+refused unless ``allow_outside``), never on where symbolic links point: a data folder linked in
+from another disk is inside.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from unibind.modalities import MODALITIES
+from unibind.errors import InputNotFound, UnibindError
+from unibind.modalities import MODALITIES, get_modality, ordered
+from unibind.util.atomic import atomic_file
 
 COLUMNS: tuple[str, ...] = ("id", "modality", "label", "group", "split", "path", "text")
 REQUIRED: tuple[str, ...] = ("id", "modality", "label")
@@ -21,8 +27,22 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 MAX_LISTED = 20
 
 
-class ManifestError(ValueError):
+def lexical(path: str | os.PathLike) -> Path:
+    """Absolute and normalised (``..`` and ``.`` removed) without following symbolic links."""
+    return Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+
+def inside(rel: str, root: Path) -> bool:
+    """Whether ``rel`` (as written) stays under ``root``: no ``..`` escape, no outside absolute."""
+    return lexical(root / rel).is_relative_to(lexical(root))
+
+
+class ManifestError(UnibindError, ValueError):
     """A manifest that cannot be used; the message names the offending rows."""
+
+
+class ManifestNotFound(ManifestError, InputNotFound):
+    """The manifest file does not exist."""
 
 
 @dataclass(frozen=True)
@@ -31,12 +51,14 @@ class Manifest:
 
     table: pd.DataFrame
     root: Path
+    allow_outside: bool = False
 
     def __len__(self) -> int:
         return len(self.table)
 
     def resolve(self, rel: str) -> Path:
-        return (self.root / rel).resolve()
+        """The absolute path of a row's ``path`` (symbolic links kept as written)."""
+        return lexical(self.root / rel)
 
     def digest(self) -> str:
         """A digest of the table's content (not of the media files)."""
@@ -44,19 +66,23 @@ class Manifest:
         return hashlib.sha256(csv).hexdigest()
 
     def modalities(self) -> list[str]:
-        present = set(self.table["modality"])
-        return [m for m in MODALITIES if m in present]
+        return ordered(set(self.table["modality"]))
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, lines=True, dtype=False)
-    raise ManifestError(f"{path}: unsupported manifest format {suffix!r} (parquet, csv, jsonl)")
+    readers = {".parquet": pd.read_parquet,
+               ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+               ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False)}
+    reader = readers.get(".jsonl" if suffix == ".ndjson" else suffix)
+    if reader is None:
+        raise ManifestError(f"{path}: unsupported manifest format {suffix!r} (parquet, csv, "
+                            "jsonl)")
+    try:
+        return reader(path)
+    except Exception as exc:  # corrupt, truncated or mis-named file: one clear message
+        raise ManifestError(f"{path}: cannot read the {suffix[1:]} manifest "
+                            f"({type(exc).__name__}: {exc})") from exc
 
 
 def normalise(table: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +111,11 @@ def _rows(table: pd.DataFrame, mask: pd.Series) -> str:
     return f"{len(bad)} row(s): {shown}{more}"
 
 
-def validate(table: pd.DataFrame, root: Path, check_files: bool = True) -> list[str]:
-    """Every problem of the manifest as a message naming the rows; empty list when valid."""
+def validate(table: pd.DataFrame, root: Path, check_files: bool = True,
+             allow_outside: bool = False) -> list[str]:
+    """Every problem of the manifest as a message naming the rows; empty list when valid.
+
+    ``allow_outside``: accept paths that leave the manifest folder (``..``, absolute)."""
     problems: list[str] = []
     empty_id = table["id"].str.strip() == ""
     if empty_id.any():
@@ -94,7 +123,7 @@ def validate(table: pd.DataFrame, root: Path, check_files: bool = True) -> list[
     dup = table["id"].duplicated(keep=False) & ~empty_id
     if dup.any():
         problems.append(f"duplicate id: {_rows(table, dup)}")
-    unknown = ~table["modality"].isin(MODALITIES)
+    unknown = ~table["modality"].isin(list(MODALITIES))
     if unknown.any():
         kinds = sorted(set(table.loc[unknown, "modality"]))
         problems.append(f"unknown modality {kinds} (expected {list(MODALITIES)}): "
@@ -102,62 +131,66 @@ def validate(table: pd.DataFrame, root: Path, check_files: bool = True) -> list[
     bad_split = (table["split"] != "") & ~table["split"].isin(SPLITS)
     if bad_split.any():
         problems.append(f"split must be one of {list(SPLITS)} or empty: {_rows(table, bad_split)}")
-    is_text = table["modality"] == "text"
+    inline = {m for m in MODALITIES if get_modality(m).inline}
+    is_text = table["modality"].isin(inline)
     empty_text = is_text & (table["text"].str.strip() == "") & (table["path"] == "")
     if empty_text.any():
         problems.append(f"empty text: {_rows(table, empty_text)}")
     media = ~is_text & ~unknown
     no_path = media & (table["path"] == "")
     if no_path.any():
-        problems.append(f"image/audio item without a path: {_rows(table, no_path)}")
+        kinds = "/".join(sorted(set(table.loc[no_path, "modality"])))
+        problems.append(f"{kinds} item without a path: {_rows(table, no_path)}")
     with_path = (table["path"] != "") & ~unknown
-    root_resolved = root.resolve()
+    root_abs = lexical(root)
     escapes, missing = [], []
     for idx in table.index[with_path]:
         rel = table.at[idx, "path"]
-        target = (root_resolved / rel).resolve()
-        if os.path.isabs(rel) or not target.is_relative_to(root_resolved):
+        if not allow_outside and not inside(rel, root_abs):
             escapes.append(idx)
-        elif check_files and not target.is_file():
+        elif check_files and not (root_abs / rel).is_file():
             missing.append(idx)
     if escapes:
-        problems.append(f"path escapes the manifest folder {root_resolved}: "
+        problems.append(f"path escapes the manifest folder {root_abs} (through '..' or an "
+                        "absolute path; allow with --allow-outside-paths): "
                         f"{_rows(table, table.index.isin(escapes))}")
     if missing:
         problems.append(f"missing file: {_rows(table, table.index.isin(missing))}")
     return problems
 
 
-def read_manifest(path: str | os.PathLike, check_files: bool = True) -> Manifest:
+def read_manifest(path: str | os.PathLike, check_files: bool = True,
+                  allow_outside: bool = False) -> Manifest:
     """Read and validate a manifest; raise ``ManifestError`` listing every problem."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"manifest not found: {path}")
+        raise ManifestNotFound(f"manifest not found: {path}")
     table = normalise(_read_table(path))
-    problems = validate(table, path.parent, check_files=check_files)
+    problems = validate(table, path.parent, check_files=check_files, allow_outside=allow_outside)
     if problems:
         raise ManifestError(f"invalid manifest {path}:\n  - " + "\n  - ".join(problems))
-    return Manifest(table=table, root=path.parent.resolve())
+    return Manifest(table=table, root=lexical(path.parent), allow_outside=allow_outside)
 
 
-def write_manifest(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+def write_manifest(table: pd.DataFrame, path: str | os.PathLike,
+                   allow_outside: bool = False) -> Path:
     """Validate then write atomically; the format follows the suffix (parquet, csv, jsonl)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = normalise(table)
-    problems = validate(table, path.parent)
+    problems = validate(table, path.parent, allow_outside=allow_outside)
     if problems:
         raise ManifestError(f"refusing to write invalid manifest {path}:\n  - "
                             + "\n  - ".join(problems))
-    tmp = path.with_name(f".{path.name}.tmp")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        table.to_parquet(tmp, index=False)
-    elif suffix == ".csv":
-        table.to_csv(tmp, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        table.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    else:
+    if suffix not in (".parquet", ".csv", ".jsonl", ".ndjson"):
         raise ManifestError(f"{path}: unsupported manifest format {suffix!r}")
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:  # temp file, fsync, rename
+        if suffix == ".parquet":
+            table.to_parquet(fh, index=False)
+        elif suffix == ".csv":
+            fh.write(table.to_csv(index=False).encode("utf-8"))
+        else:
+            fh.write(table.to_json(orient="records", lines=True, force_ascii=False)
+                     .encode("utf-8"))
     return path

@@ -13,10 +13,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from unibind.errors import UnibindError
 from unibind.features.manifest import SPLITS
 
 
-class SplitError(ValueError):
+class SplitError(UnibindError, ValueError):
     """Inconsistent split information (e.g. one group in two splits)."""
 
 

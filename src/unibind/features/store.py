@@ -24,15 +24,16 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
+from unibind.errors import UnibindError
 from unibind.modalities import MODALITIES
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
 VIEW_SEP = "@"  # "text@clip": the text items embedded by a second encoder
 
 
-class FeaturesError(ValueError):
+class FeaturesError(UnibindError, ValueError):
     """A features folder that is missing, incomplete or inconsistent."""
 
 
@@ -147,19 +148,27 @@ def resolve_encoder_sources(encoders: dict[str, Any], base: Path) -> dict[str, A
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features folder written by ``save_features`` (e.g. by ``unibind extract``)."""
     path = Path(path)
+    recover_folder(path)
     needed = ["features.json", "items.parquet", "embeddings.safetensors"]
     absent = [n for n in needed if not (path / n).is_file()]
     if absent:
         raise FeaturesError(f"{path} is not a features folder (missing {', '.join(absent)}); "
                             "create one with `unibind extract`")
-    meta = read_json(path / "features.json")
+    try:
+        meta = read_json(path / "features.json")
+    except ValueError as exc:
+        raise FeaturesError(f"damaged features folder: {exc}") from exc
     meta["encoders"] = resolve_encoder_sources(meta.get("encoders", {}), path)
     if meta.get("views"):
         meta["views"] = resolve_encoder_sources(meta["views"], path)
     if meta.get("format") != FORMAT_VERSION:
         raise FeaturesError(f"{path}: features format {meta.get('format')} != {FORMAT_VERSION}")
-    items = pd.read_parquet(path / "items.parquet")
-    arrays = load_file(str(path / "embeddings.safetensors"))
+    try:
+        items = pd.read_parquet(path / "items.parquet")
+        arrays = load_file(str(path / "embeddings.safetensors"))
+    except Exception as exc:  # truncated or foreign files: name them, no traceback
+        raise FeaturesError(f"{path}: damaged features folder ({type(exc).__name__}: {exc}); "
+                            "re-create it with `unibind extract`") from exc
     _check_consistent(items, arrays, path)
     return Features(items=items, arrays=arrays, meta=meta, path=path)
 

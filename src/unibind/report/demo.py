@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from unibind.errors import UnibindError
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DOG_QUERY = "a dog barking"
 
 
-class DemoError(RuntimeError):
+class DemoError(UnibindError, RuntimeError):
     """A demo stage failed; the message says which and what to do."""
 
 
@@ -64,7 +65,7 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
 
     run = Run.load(run_path)
     feats = load_run_features(run)
-    items = feats.items[split_mask(run, feats, "test", strict=False)]
+    items = feats.items[split_mask(run, feats, "test")]
     if not len(items):
         items = feats.items
     root = (Path(feats.path) / feats.meta["manifest"]).resolve().parent

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from unibind.features.store import load_features
-from unibind.modalities import MODALITIES
+from unibind.modalities import MODALITIES, get_modality
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
@@ -50,13 +50,11 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
     """Training loss and validation mAP@10 per epoch, as PNG bytes."""
     if not curve:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot, no global backend change
 
     epochs = [c.get("epoch", i + 1) for i, c in enumerate(curve)]
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.subplots()
     ax.plot(epochs, [c.get("loss") for c in curve], color="#1f77b4", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -70,7 +68,6 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -124,9 +121,10 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
         cards = []
         for r in ex.get("results", []):
             body = ""
-            if r["modality"] == "image" and (uri := _thumb(r.get("path", ""))):
+            preview = get_modality(r["modality"]).preview if r["modality"] in MODALITIES else ""
+            if preview == "image" and (uri := _thumb(r.get("path", ""))):
                 body = f"<img src='{uri}'>"
-            elif r["modality"] == "audio":
+            elif preview == "audio":
                 body = f"<audio controls preload=none src='file://{html.escape(r['path'])}'></audio>"
             what = r.get("text") or Path(r.get("path", "")).name
             cards.append(f"<div class=res>{body}<br><b>{r['rank']}.</b> {r['modality']} "

@@ -17,15 +17,14 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from unibind.errors import unknown
 from unibind.features.store import Features
-from unibind.modalities import MODALITIES
+from unibind.modalities import get_modality, modality_names
 from unibind.run.folder import Run, RunError
 from unibind.util.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
-MODALITY_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "audio": "#2ca02c"}
-MODALITY_MARKERS = {"text": "o", "image": "s", "audio": "^"}
 FIGSIZE, DPI = (8.0, 6.0), 100  # 800 x 600 pixels
 
 
@@ -47,7 +46,7 @@ def run_embeddings(run: Run, feats: Features, center: bool = False
                    ) -> tuple[Any, np.ndarray]:
     """(items, unit vectors) for every item of a modality the run has a head for."""
     tables, vecs = [], []
-    for m in MODALITIES:
+    for m in modality_names():
         if m not in feats.arrays or m not in run.modalities:
             continue
         table = feats.table(m)
@@ -70,7 +69,7 @@ def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
                             n_jobs=1, init="spectral" if n > 32 else "random")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
     if method not in ("umap", "pca"):
-        raise ValueError(f"unknown layout method {method!r} (umap | pca)")
+        raise unknown("layout method", method, ("umap", "pca"))
     xc = x - x.mean(axis=0)
     if n < 2:
         return np.zeros((n, 2), np.float32)
@@ -81,14 +80,13 @@ def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
 
 def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
              colors: dict[str, str] | None = None, markers: dict[str, str] | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib  # a Figure object: no pyplot, no global backend change
+    from matplotlib.figure import Figure
 
     names = list(dict.fromkeys(groups.tolist()))
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    cmap = matplotlib.colormaps["tab20"]
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax = fig.subplots()
     for i, name in enumerate(names):
         pts = coords[groups == name]
         ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name), linewidths=0,
@@ -102,7 +100,6 @@ def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
     fig.tight_layout()
     with atomic_file(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=DPI)
-    plt.close(fig)
 
 
 def _digest(vectors: np.ndarray, method: str, seed: int) -> str:
@@ -140,8 +137,9 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
     _scatter(coords, items["label"].astype(str).to_numpy(), f"{name} of the space, by class",
              paths["class"])
     _scatter(coords, items["modality"].astype(str).to_numpy(),
-             f"{name} of the space, by modality", paths["modality"], MODALITY_COLORS,
-             MODALITY_MARKERS)
+             f"{name} of the space, by modality", paths["modality"],
+             {m: get_modality(m).color for m in modality_names()},
+             {m: get_modality(m).marker for m in modality_names()})
     return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
             "points": int(len(items)), "total": int(len(feats.items)), "method": method,
             "center": run.search_center}

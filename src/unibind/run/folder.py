@@ -21,16 +21,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from unibind.errors import UnibindError
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.heads import Heads, HeadsConfig
-from unibind.util.atomic import atomic_folder
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.digests import sha256_file
 from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
 
 CENTER_PREFIX = "center."
+FORMAT = 1  # run.json "format"; runs written before the field existed are format 1
 
 
-class RunError(ValueError):
+class RunError(UnibindError, ValueError):
     """A run folder that is missing or inconsistent."""
 
 
@@ -46,15 +48,27 @@ class Run:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Run:
         path = Path(path)
+        recover_folder(path)
         if not (path / "run.json").is_file() or not (path / "heads.safetensors").is_file():
             raise RunError(f"{path} is not a run folder (needs run.json and heads.safetensors); "
                            "create one with `unibind train`")
-        info = read_json(path / "run.json")
-        heads = Heads(from_dict(HeadsConfig, info["heads"]))
-        state = load_file(str(path / "heads.safetensors"))
-        centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
-                   if k.startswith(CENTER_PREFIX)}
-        heads.load_state_dict({k: v for k, v in state.items() if not k.startswith(CENTER_PREFIX)})
+        try:
+            info = read_json(path / "run.json")
+        except ValueError as exc:
+            raise RunError(f"damaged run folder: {exc}") from exc
+        if info.get("format", 1) != FORMAT:
+            raise RunError(f"{path}: run format {info.get('format')!r} != {FORMAT} (written by "
+                           "another unibind version); retrain with `unibind train`")
+        try:
+            heads = Heads(from_dict(HeadsConfig, info["heads"]))
+            state = load_file(str(path / "heads.safetensors"))
+            centers = {k[len(CENTER_PREFIX):]: v.numpy() for k, v in state.items()
+                       if k.startswith(CENTER_PREFIX)}
+            heads.load_state_dict({k: v for k, v in state.items()
+                                   if not k.startswith(CENTER_PREFIX)})
+        except Exception as exc:  # truncated/foreign weights, missing keys: not a traceback
+            raise RunError(f"{path}: damaged run folder ({type(exc).__name__}: {exc}); "
+                           "retrain with `unibind train`") from exc
         heads.eval()
         return cls(path=path, heads=heads, info=info, centers=centers)
 
@@ -137,7 +151,7 @@ def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
         for m, vec in (centers or {}).items():
             state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))
         save_file(state, str(tmp / "heads.safetensors"))
-        info = {**info, "heads": to_dict(heads.cfg),
+        info = {"format": FORMAT, **info, "heads": to_dict(heads.cfg),
                 "head_digest": sha256_file(tmp / "heads.safetensors")}
         write_json_atomic(tmp / "run.json", info)
     return path

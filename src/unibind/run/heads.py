@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from unibind.errors import UnknownName
+
 
 @dataclass(frozen=True)
 class HeadsConfig:
@@ -78,7 +80,7 @@ class Heads(nn.Module):
 
     def embed(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         if modality not in self.proj:
-            raise KeyError(f"no head for modality {modality!r}; heads: {self.modalities}")
+            raise UnknownName(f"no head for modality {modality!r}; heads: {self.modalities}")
         return nn.functional.normalize(self.proj[modality](x), dim=-1)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

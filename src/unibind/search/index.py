@@ -30,7 +30,8 @@ from unibind.features.store import Features, load_features
 from unibind.modalities import MODALITIES
 from unibind.run.folder import Run
 from unibind.search.parts import Part, SpaceIndexError, choose_factory
-from unibind.util.atomic import atomic_folder
+from unibind.search.stores import VectorStore, create_store, is_store_uri, open_store
+from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,15 @@ class SpaceIndex:
     def pool_sizes(self) -> dict[str, int]:
         return {m: p.ntotal for m, p in self.parts.items()}
 
+    def lookup(self, rows: np.ndarray) -> pd.DataFrame:
+        """Metadata of some rows, in the given order."""
+        return self.items.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)
+
+    def part_summary(self) -> dict[str, dict[str, Any]]:
+        return {m: {"factory": p.factory, "count": p.ntotal,
+                    "bytes_per_vector": round(p.bytes_per_vector(), 1)}
+                for m, p in self.parts.items()}
+
     def search(self, q: np.ndarray, k: int, modalities: list[str] | None = None
                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{modality: (scores [nq, k], global rows [nq, k])}`` for the chosen modalities."""
@@ -169,19 +179,28 @@ def _budget(meta: dict[str, Any]) -> float:
 def load_index(path: str | os.PathLike) -> SpaceIndex:
     """Read an index folder written by ``build_index`` / ``SpaceIndex.save``."""
     path = Path(path)
+    recover_folder(path)
     if not (path / "index.json").is_file():
         raise SpaceIndexError(f"{path} is not an index folder (no index.json); "
                           "create one with `unibind index RUN`")
-    meta = read_json(path / "index.json")
+    try:
+        meta = read_json(path / "index.json")
+    except ValueError as exc:
+        raise SpaceIndexError(f"damaged index folder: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise SpaceIndexError(f"{path}: index format {meta.get('format')} != {FORMAT}")
-    items = pd.read_parquet(path / "items.parquet")
-    parts = {}
-    with safe_open(str(path / "vectors.safetensors"), framework="numpy") as fh:
-        for m, info in meta.get("parts", {}).items():
-            parts[m] = Part.load(fh, m, info, int(meta["provenance"]["embed_dim"]), path)
-            if parts[m].ntotal != (items["modality"] == m).sum():
-                raise SpaceIndexError(f"{path}: {m} has {parts[m].ntotal} vectors but "
+    try:
+        items = pd.read_parquet(path / "items.parquet")
+        parts = {}
+        with safe_open(str(path / "vectors.safetensors"), framework="numpy") as fh:
+            for m, info in meta.get("parts", {}).items():
+                parts[m] = Part.load(fh, m, info, int(meta["provenance"]["embed_dim"]), path)
+    except Exception as exc:  # truncated or foreign files: name them, no traceback
+        raise SpaceIndexError(f"{path}: damaged index folder ({type(exc).__name__}: {exc}); "
+                              "rebuild it with `unibind index RUN`") from exc
+    for m in parts:
+        if parts[m].ntotal != (items["modality"] == m).sum():
+            raise SpaceIndexError(f"{path}: {m} has {parts[m].ntotal} vectors but "
                                   f"{int((items['modality'] == m).sum())} items")
     return SpaceIndex(path=path, meta=meta, items=items, parts=parts)
 
@@ -219,9 +238,12 @@ def project_features(run: Run, feats: Features, center: bool
 
 def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
                 factory: str | None = None, memory_budget_gb: float = DEFAULT_BUDGET_GB,
-                center: bool | None = None, features: Features | str | os.PathLike | None = None
-                ) -> dict[str, Any]:
-    """Project every item of the run's features and index it; returns a summary."""
+                center: bool | None = None, features: Features | str | os.PathLike | None = None,
+                store: str | None = None) -> dict[str, Any]:
+    """Project every item of the run's features and index it; returns a summary.
+
+    ``store``: a Milvus URI (``milvus://PATH.db``, ``http://HOST:19530``) to write the vectors
+    to instead of a faiss folder (``factory`` is then a Milvus index type, default FLAT)."""
     run = Run.load(run_path)
     feats = run.load_features(features)
     if center is None:
@@ -229,6 +251,11 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     items, vectors = project_features(run, feats, center)
     meta = {"format": FORMAT, "run": str(Path(run.path).resolve()), "provenance": provenance(run),
             "center": center, "memory_budget_gb": memory_budget_gb, "metric": "inner_product"}
+    target = store or (str(out) if is_store_uri(str(out)) else None)
+    if target:
+        stored = create_store(target, meta, items, vectors, factory)
+        log.info("indexed %d item(s) in %s", len(stored), stored.path)
+        return summary(stored, stored.path)
     index = SpaceIndex(path=None, meta=meta, items=items.iloc[:0][list(META_COLUMNS)],
                        parts={})
     for m, vecs in vectors.items():
@@ -242,15 +269,18 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     return summary(index, path)
 
 
-def summary(index: SpaceIndex, path: Path) -> dict[str, Any]:
+def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:
     return {"index": str(path), "count": len(index), "center": index.center,
-            "parts": {m: {"factory": p.factory, "count": p.ntotal,
-                          "bytes_per_vector": round(p.bytes_per_vector(), 1)}
-                      for m, p in index.parts.items()}}
+            "parts": index.part_summary()}
 
 
-def open_index(run: Run, path: str | os.PathLike | None = None) -> SpaceIndex:
-    """Load the run's index and check that it was built from this run."""
+def open_index(run: Run, path: str | os.PathLike | None = None) -> VectorStore:
+    """Load the run's index (a folder, or a store URI such as ``milvus://PATH.db``) and check
+    that it was built from this run."""
+    if is_store_uri(path):
+        index = open_store(path)
+        check_provenance(index.meta.get("provenance", {}), run, where=f"index {path}")
+        return index
     path = Path(path) if path else default_index_path(run.path)
     index = load_index(path)
     check_provenance(index.meta.get("provenance", {}), run, where=f"index {path}")

@@ -25,6 +25,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from unibind.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 U_BF16 = 2.0 ** -8
@@ -56,7 +58,7 @@ class ExactKNN:
         if screen == "auto":
             screen = "bf16" if bf16_fast() else "f32"
         if screen not in ("bf16", "f32"):
-            raise ValueError(f"screen must be 'bf16', 'f32' or 'auto', not {screen!r}")
+            raise UsageError(f"screen must be 'bf16', 'f32' or 'auto', not {screen!r}")
         self.dim, self.screen, self.block, self.query_block = dim, screen, block, query_block
         self.x = np.zeros((0, dim), dtype=np.float32)
         self._xs = torch.zeros((0, dim), dtype=self._dtype)
@@ -83,9 +85,9 @@ class ExactKNN:
         """Append rows (float32 ``[n, dim]``)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape [n, {self.dim}], got {x.shape}")
+            raise UsageError(f"expected vectors of shape [n, {self.dim}], got {x.shape}")
         if not np.isfinite(x).all():
-            raise ValueError("vectors contain NaN or inf")
+            raise UsageError("vectors contain NaN or inf")
         xs = torch.from_numpy(x).to(self._dtype)
         for start in range(0, len(x), 65536):  # float32 suffices: x - bf16(x) is exact
             xt, xc = torch.from_numpy(x[start:start + 65536]), xs[start:start + 65536].float()
@@ -109,9 +111,9 @@ class ExactKNN:
         if q.ndim == 1:
             q = q[None]
         if q.shape[1] != self.dim:
-            raise ValueError(f"query dim {q.shape[1]} != index dim {self.dim}")
+            raise UsageError(f"query dim {q.shape[1]} != index dim {self.dim}")
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise UsageError("k must be positive")
         if ranges is None:
             ranges = [(0, self.ntotal)]
         ranges = [(max(0, int(a)), min(self.ntotal, int(b))) for a, b in ranges]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unibind.errors import UsageError, unknown
+
 MODES = ("none", "balanced", "calibrated", "centered")
 
 
@@ -59,7 +61,7 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     results hold score ``-inf``, modality ``""`` and row ``-1``. Rows < 0 or non-finite scores in
     the inputs mark absent results (as faiss returns them)."""
     if mode not in MODES:
-        raise ValueError(f"unknown mixed-search mode {mode!r}; expected one of {MODES}")
+        raise unknown("mixed-search mode", mode, MODES)
     if not per_modality:
         raise ValueError("merge_topk needs at least one modality")
     mods, scores, rows, mod_idx, valid = _stack(per_modality)
@@ -69,7 +71,7 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     for m, s, v in zip(mods, scores, valid):
         if mode == "calibrated":
             if not calibration or m not in calibration:
-                raise ValueError(f"calibrated mode needs calibration stats for {m!r}")
+                raise UsageError(f"calibrated mode needs calibration stats for {m!r}")
             mean, std = calibration[m]
             s = (s - float(mean)) / max(float(std), 1e-12)
         keys.append(np.where(v, s, -np.inf))

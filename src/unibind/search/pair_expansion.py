@@ -16,6 +16,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from unibind.errors import UsageError
+
 
 class Searchable(Protocol):
     items: pd.DataFrame
@@ -48,7 +50,7 @@ def expand_via_pairs(index: Searchable, q: np.ndarray, query_modality: str, targ
     (-inf, -1)."""
     missing = [m for m in {*targets, query_modality} if m not in calibration]
     if missing:
-        raise ValueError(f"pair expansion needs calibration stats for {missing}")
+        raise UsageError(f"pair expansion needs calibration stats for {missing}")
     direct = index.search(q, k, targets)
     anchor_s, anchor_r = index.search(q, anchors, [query_modality])[query_modality]
     anchor_z = _z(anchor_s, calibration[query_modality])

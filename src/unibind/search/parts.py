@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from unibind.errors import UnibindError
 from unibind.search.knn import ExactKNN
 
 EXACT = "Flat"
@@ -20,7 +21,7 @@ EXACT_MAX = 250_000  # above this many vectors per part an approximate index is 
 DEFAULT_PARAMS = {"efSearch": 192, "nprobe": 48, "k_factor": 32}
 
 
-class SpaceIndexError(ValueError):
+class SpaceIndexError(UnibindError, ValueError):
     """An index that is missing or inconsistent."""
 
 
@@ -68,7 +69,12 @@ class Part:
             exact = ExactKNN(dim)
             exact.add(vectors)
             return cls(factory, rows.astype(np.int64), exact=exact)
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        try:
+            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            raise SpaceIndexError(f"faiss cannot build the index factory {factory!r} for dim "
+                                  f"{dim} ({first}); e.g. {EXACT}, HNSW32, IVF4096,PQ64") from exc
         if not index.is_trained:
             sample = vectors if len(vectors) <= 200_000 else vectors[
                 np.random.default_rng(0).choice(len(vectors), 200_000, replace=False)]
@@ -127,10 +133,7 @@ class Part:
             return (np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1))
         if self.exact is not None:
             scores, local = self.exact.search(q, k)
-        else:
-            scan = _fastscan_of(self.faiss_index)
-            if scan is not None:  # few queries: split the database over threads instead
-                scan.implem = 15 if len(q) < 4 else 0
+        else:  # read-only: one index is searched from many threads at once
             scores, local = self.faiss_index.search(np.ascontiguousarray(q, np.float32), k)
             scores = np.where(local >= 0, scores, -np.inf).astype(np.float32)
         return scores, np.where(local >= 0, self.rows[np.maximum(local, 0)], -1)

@@ -3,27 +3,34 @@
     space = Space.load("runs/demo")
     space.search(text="a dog barking", k=5, modality=["audio", "image"])
     space.search(text="rain", audio="thunder.wav")   # compositional: normalised sum
+    space.search(depth="scan.png")                    # any registered modality, by its name
 
 Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
 same head; centred when the index is). Mixed searches over several modalities are merged per
 modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+
+One ``Space`` may serve many threads: encoders and group members are filled once under a lock,
+each encoder runs one batch at a time (tokenizers are not thread-safe), searches run in parallel.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unibind.modalities import MODALITIES, check_modality
+from unibind.errors import InputNotFound, UsageError, unknown
+from unibind.modalities import check_modality, get_modality, ordered
 from unibind.run.folder import Run
-from unibind.search.index import IndexMismatch, SpaceIndex, SpaceIndexError, open_index
+from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
 from unibind.search.merge import MODES, merge_topk
 from unibind.search.pair_expansion import expand_via_pairs, group_members
+from unibind.search.stores import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,12 @@ def _as_list(value: Inputs) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+def _queries(**inputs: Inputs) -> dict[str, list]:
+    """Non-empty query inputs per modality, in canonical order; unknown names refused."""
+    given = {check_modality(m): _as_list(v) for m, v in inputs.items()}
+    return {m: given[m] for m in ordered(given) if given[m]}
 
 
 def parse_modalities(value: str | list[str] | None) -> list[str] | None:
@@ -51,9 +64,12 @@ class Space:
     """A run plus its index: embed queries, search, describe results."""
 
     run: Run
-    index: SpaceIndex
+    index: VectorStore  # a faiss index folder or a Milvus collection
     _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
     _members: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _encoding: dict[str, threading.Lock] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     @classmethod
     def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None
@@ -65,21 +81,30 @@ class Space:
     def encoder(self, modality: str) -> Any:
         """The run's encoder for ``modality`` (loaded once), refused if it is not the one the
         index was built with."""
-        if modality not in self._encoders:
-            from unibind.encoders import load_encoder
-
-            info = self.run.encoders.get(modality)
-            if not info or "spec" not in info:
-                raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
-            enc = load_encoder(info["spec"])
-            want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
-            if enc.fingerprint != want:
-                raise IndexMismatch(
-                    f"{modality} query encoder {info['spec'].get('source')} has fingerprint "
-                    f"{enc.fingerprint}, but the index was built with {want}: the model files "
-                    "changed since extraction; re-run extract/train/index or restore them")
-            self._encoders[modality] = enc
+        if modality in self._encoders:
+            return self._encoders[modality]
+        with self._lock:  # one load per modality, however many threads ask at once
+            if modality not in self._encoders:
+                enc = self._load_encoder(modality)
+                self._encoding[modality] = threading.Lock()
+                self._encoders[modality] = enc
         return self._encoders[modality]
+
+    def _load_encoder(self, modality: str) -> Any:
+        """Load the run's encoder and check its fingerprint against the index's."""
+        from unibind.encoders import load_encoder
+
+        info = self.run.encoders.get(modality)
+        if not info or "spec" not in info:
+            raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
+        enc = load_encoder(info["spec"])
+        want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
+        if enc.fingerprint != want:
+            raise IndexMismatch(
+                f"{modality} query encoder {info['spec'].get('source')} has fingerprint "
+                f"{enc.fingerprint}, but the index was built with {want}: the model files "
+                "changed since extraction; re-run extract/train/index or restore them")
+        return enc
 
     def embed(self, modality: str, items: list) -> np.ndarray:
         """Raw inputs (texts, or image/audio paths) -> unit vectors in the index's space."""
@@ -88,26 +113,29 @@ class Space:
             raise SpaceIndexError(f"the run has no {modality} head (it has "
                                   f"{', '.join(self.run.modalities)})")
         enc = self.encoder(modality)
-        feats = enc.encode([str(x) for x in items])
+        with self._encoding[modality]:
+            feats = enc.encode([str(x) for x in items])
         return self.run.project(modality, feats, center=self.index.center)
 
-    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None
-                     ) -> tuple[np.ndarray, list[str]]:
-        """Every input embedded, summed and normalised (a compositional query)."""
-        given = {"text": _as_list(text), "image": _as_list(image), "audio": _as_list(audio)}
-        given = {m: v for m, v in given.items() if v}
+    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
+                     **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
+        """Every input embedded, summed and normalised (a compositional query).
+
+        Inputs are keyed by modality name (``text=``, ``image=``, ``audio=`` or any registered
+        modality): text for inline modalities, file paths for the others."""
+        given = _queries(text=text, image=image, audio=audio, **inputs)
         if not given:
-            raise ValueError("give at least one query: text=, image= or audio=")
+            raise UsageError("give at least one query: text=, image= or audio=")
         total = np.zeros(self.run.embed_dim, dtype=np.float64)
         for m, items in given.items():
-            if m != "text":
+            if not get_modality(m).inline:
                 absent = [str(p) for p in items if not Path(p).is_file()]
                 if absent:
-                    raise FileNotFoundError(f"{m} query file not found: {', '.join(absent)}")
+                    raise InputNotFound(f"{m} query file not found: {', '.join(absent)}")
             total += self.embed(m, items).sum(axis=0)
         norm = np.linalg.norm(total)
         if norm < 1e-12:
-            raise ValueError("the query inputs cancel out (zero vector)")
+            raise UsageError("the query inputs cancel out (zero vector)")
         return (total / norm).astype(np.float32), list(given)
 
     # -- searching ---------------------------------------------------------------------------
@@ -136,11 +164,11 @@ class Space:
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
         items (``unibind.pairs``); scores are then standardised similarities."""
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise UsageError("k must be positive")
         mods = parse_modalities(modality)
         mode = balance or self.default_mode()
         if mode not in MODES:
-            raise ValueError(f"unknown balance mode {mode!r}; choose from {', '.join(MODES)}")
+            raise unknown("balance mode", mode, MODES)
         if mode == "centered" and not self.index.center:
             raise SpaceIndexError("--balance centered needs an index built on centred vectors: "
                                   "`unibind index RUN --center`")
@@ -148,7 +176,7 @@ class Space:
             return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
         per = self.index.search(q, k, mods)
         calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
-        pool = {m: self.index.parts[m].ntotal for m in per}
+        pool = {m: self.index.pool_sizes()[m] for m in per}
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
                                      calibration=calibration, pool_sizes=pool)
         return scores, rows, mode
@@ -157,33 +185,34 @@ class Space:
                           query_modalities: list[str], anchors: int
                           ) -> tuple[np.ndarray, np.ndarray, str]:
         if len(query_modalities) != 1:
-            raise ValueError("pair expansion needs a query of exactly one modality")
+            raise UsageError("pair expansion needs a query of exactly one modality")
         if mode not in ("none", "balanced", "calibrated"):
-            raise ValueError(f"pair expansion merges in none/balanced/calibrated mode, not {mode}")
+            raise UsageError(f"pair expansion merges in none/balanced/calibrated mode, not {mode}")
         qm = query_modalities[0]
-        if qm not in self.index.parts:
+        if qm not in self.index.modalities:
             raise SpaceIndexError(f"pair expansion needs {qm} items in the index")
         if self._members is None:
-            self._members = group_members(self.index.items)
+            with self._lock:
+                if self._members is None:
+                    self._members = group_members(self.index.items)
         targets = mods or self.index.modalities
         per = expand_via_pairs(self.index, q, qm, targets, k, anchors,
                                self._calibration(query_modalities), self._members)
         # expanded scores are standardised already: "calibrated" merges them as they are
         merge_mode = "balanced" if mode == "balanced" else "none"
         scores, _, rows = merge_topk(per, k, merge_mode,
-                                     pool_sizes={m: self.index.parts[m].ntotal for m in per})
+                                     pool_sizes={m: self.index.pool_sizes()[m] for m in per})
         return scores, rows, f"{'balanced' if mode == 'balanced' else 'calibrated'}+pairs"
 
     def describe(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         """Result dicts (rank, score, id, modality, label, path or text) for one query."""
         out = []
-        for rank, (row, score) in enumerate(zip(rows, scores), start=1):
-            if row < 0:
-                break
-            item = self.index.items.iloc[int(row)]
+        n = next((i for i, r in enumerate(rows) if r < 0), len(rows))  # results end at -1
+        table = self.index.lookup(np.asarray(rows[:n], dtype=np.int64))
+        for rank, (score, (_, item)) in enumerate(zip(scores, table.iterrows()), start=1):
             res = {"rank": rank, "score": round(float(score), 6), "id": item["id"],
                    "modality": item["modality"], "label": item["label"]}
-            if item["modality"] == "text":
+            if get_modality(item["modality"]).inline:
                 res["text"] = item["text"]
             else:
                 res["path"] = item["path"]
@@ -192,14 +221,18 @@ class Space:
 
     def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
                k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
-               via_pairs: int = 0) -> dict[str, Any]:
-        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query."""
-        q, qmods = self.query_vector(text=text, image=image, audio=audio)
+               via_pairs: int = 0, **inputs: Inputs) -> dict[str, Any]:
+        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
+        ``**inputs`` queries other registered modalities by name."""
+        given = _queries(text=text, image=image, audio=audio, **inputs)
+        parse_modalities(modality)  # refuse unknown names before embedding anything
+        if balance is not None and balance not in MODES:
+            raise unknown("balance mode", balance, MODES)
+        q, qmods = self.query_vector(**given)
         scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
-        query = {m: [str(x) for x in _as_list(v)] for m, v in
-                 (("text", text), ("image", image), ("audio", audio)) if v}
+        query = {m: [str(x) for x in v] for m, v in given.items()}
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                [m for m in MODALITIES if m in self.index.parts], "mode": mode,
+                self.index.modalities, "mode": mode,
                 "results": self.describe(rows[0], scores[0])}
 
 
@@ -209,7 +242,7 @@ def format_results(result: dict[str, Any]) -> str:
     lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
              f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
     for r in result["results"]:
-        what = r.get("text") if r["modality"] == "text" else r.get("path")
+        what = r.get("text") if "text" in r else r.get("path")
         lines.append(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['modality']:<8} "
                      f"{str(r['label'])[:20]:<20} {_tail(str(what))}")
     return "\n".join(lines)

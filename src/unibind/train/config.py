@@ -15,13 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unibind.errors import UsageError, unknown
+from unibind.modalities import BUILTIN, modality_names
 from unibind.util.jsonio import from_dict, read_json
 
-PAIRS = ("text-image", "text-audio", "image-audio")
+
+def pair_names(modalities: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+    """Every modality pair key (``text-image`` ...), of the registered modalities by default."""
+    from itertools import combinations
+
+    mods = modality_names() if modalities is None else modalities
+    return tuple(f"{a}-{b}" for a, b in combinations(mods, 2))
 
 
-def _equal(w: float) -> dict[str, float]:
-    return {p: w for p in PAIRS}
+PAIRS = pair_names(BUILTIN)  # the built-in pairs (``pair_names()`` follows the registry)
+
+
+def _equal(w: float, modalities: tuple[str, ...] | None = None) -> dict[str, float]:
+    return {p: w for p in pair_names(modalities)}
 
 
 @dataclass(frozen=True)
@@ -53,18 +64,25 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance", pair_weights=_equal(0.3),
-                        mse_weight=0.1,
+    "seed": TrainConfig(hidden=0, dropout=0.0, positives="instance",
+                        pair_weights=_equal(0.3, BUILTIN), mse_weight=0.1,
                         batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
                         schedule="constant", patience=0, finetune_batch_size=8),
-    "default": TrainConfig(),
+    "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
 }
 
 
 def preset(name: str) -> TrainConfig:
+    """The preset ``name``; its equal pair weights extend to pairs of registered modalities."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]
+        raise unknown("preset", name, sorted(PRESETS))
+    cfg = PRESETS[name]
+    weights = set(cfg.pair_weights.values())
+    missing = [p for p in pair_names() if p not in cfg.pair_weights]
+    if missing and len(weights) == 1:
+        cfg = dataclasses.replace(cfg, pair_weights={**cfg.pair_weights,
+                                                     **dict.fromkeys(missing, weights.pop())})
+    return cfg
 
 
 def config_from_json(data: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -87,11 +105,11 @@ def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
 
 def check_config(cfg: TrainConfig) -> None:
     if cfg.positives not in ("instance", "class"):
-        raise ValueError(f"positives must be instance or class, not {cfg.positives!r}")
+        raise UsageError(f"positives must be instance or class, not {cfg.positives!r}")
     if cfg.schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
-    unknown = sorted(set(cfg.pair_weights) - set(PAIRS))
-    if unknown:
-        raise ValueError(f"unknown pair weight keys {unknown}; expected {PAIRS}")
+        raise UsageError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
+    bad = sorted(set(cfg.pair_weights) - set(pair_names()))
+    if bad:
+        raise UsageError(f"unknown pair weight keys {bad}; expected {pair_names()}")
     if cfg.batch_size < 2 or cfg.epochs < 1 or cfg.embed_dim < 1:
-        raise ValueError("batch_size >= 2, epochs >= 1 and embed_dim >= 1 are required")
+        raise UsageError("batch_size >= 2, epochs >= 1 and embed_dim >= 1 are required")

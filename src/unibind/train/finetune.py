@@ -27,7 +27,8 @@ from torch import nn
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.manifest import read_manifest
 from unibind.features.splits import assign_splits
-from unibind.features.store import Features, load_features, save_features
+from unibind.features.store import Features, FeaturesError, load_features, save_features
+from unibind.modalities import get_modality
 from unibind.run.folder import save_run
 from unibind.run.heads import Heads
 from unibind.train.batches import Triplets
@@ -68,17 +69,16 @@ def set_trainable(model: nn.Module, last_n: int = 0) -> int:
 def item_inputs(feats: Features) -> dict[str, list[Any]]:
     """Per modality, in matrix-row order: the raw input of each item (text, or a media path)."""
     if feats.path is None or "manifest" not in feats.meta:
-        raise ValueError("fine-tuning needs a features folder written by `unibind extract` "
+        raise FeaturesError("fine-tuning needs a features folder written by `unibind extract` "
                          "(its meta names the manifest with the raw inputs)")
-    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False)
+    manifest = read_manifest(Path(feats.path) / feats.meta["manifest"], check_files=False,
+                             allow_outside=bool(feats.meta.get("allow_outside_paths")))
     out = {}
     for m in feats.modalities:
         rows = feats.table(m)
-        if m == "text":
-            out[m] = [t if t.strip() or not p else manifest.resolve(p).read_text("utf-8")
-                      for t, p in zip(rows["text"], rows["path"])]
-        else:
-            out[m] = [manifest.resolve(p) for p in rows["path"]]
+        modality = get_modality(m)
+        out[m] = [modality.item_input(t, p, manifest.resolve)
+                  for t, p in zip(rows["text"], rows["path"])]
     return out
 
 
@@ -249,7 +249,8 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
                 for m in feats.modalities}
     trainable = {m: set_trainable(enc.model, cfg.finetune_layers) for m, enc in encoders.items()}
     bb = Backbones(encoders, inputs)
-    with torch_threads(threads):
+    cuda = [device] if torch.device(device).type == "cuda" else []
+    with torch_threads(threads), torch.random.fork_rng(devices=cuda):  # caller's state kept
         res = finetune_fit(feats, bb, cfg, seed, device)
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unibind.errors import UsageError
 from unibind.eval.calibration import (
     apply_centers,
     compare_modes,
@@ -122,8 +123,9 @@ def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
     fastest for small heads on a busy CPU and makes the float sums thread-count independent.
-    ``heads``: start from these (e.g. a bound run's, ``train --init``) instead of new ones."""
-    with torch_threads(threads):
+    ``heads``: start from these (e.g. a bound run's, ``train --init``) instead of new ones.
+    The caller's torch thread count and random state are the same afterwards."""
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
         return _fit(features, cfg, seed, split_seed, heads)
 
 
@@ -138,7 +140,7 @@ def _fit(features: Features, cfg: TrainConfig, seed: int, split_seed: int,
     mods = features.modalities
     trip = Triplets.from_items(features.items[split == "train"], mods, seed)
     if trip.n_groups < 2:
-        raise ValueError(f"only {trip.n_groups} training group(s): nothing to contrast")
+        raise UsageError(f"only {trip.n_groups} training group(s): nothing to contrast")
     xs = {m: torch.from_numpy(np.ascontiguousarray(features.arrays[m])) for m in mods}
     labels = torch.from_numpy(trip.labels.copy())
     heads = make_heads(features, cfg) if init is None else init

@@ -14,6 +14,7 @@ from itertools import combinations
 
 import torch
 
+from unibind.errors import unknown
 from unibind.modalities import MODALITIES
 
 POSITIVES = ("instance", "class")
@@ -38,7 +39,7 @@ def positives_mask(labels_a: torch.Tensor, labels_b: torch.Tensor, kind: str) ->
         return torch.eye(len(labels_a), dtype=torch.bool, device=labels_a.device)
     if kind == "class":
         return labels_a[:, None] == labels_b[None, :]
-    raise ValueError(f"unknown positives {kind!r}; expected one of {POSITIVES}")
+    raise unknown("positives", kind, POSITIVES)
 
 
 def _one_side(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

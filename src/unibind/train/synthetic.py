@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from unibind.errors import UsageError
 from unibind.features.store import Features
 from unibind.modalities import MODALITIES
 from unibind.util.jsonio import from_dict, to_dict
@@ -78,7 +79,7 @@ def generate(spec: SyntheticSpec | None = None) -> Features:
     spec = spec or SyntheticSpec()
     unknown = sorted(set(spec.dims) - set(MODALITIES))
     if unknown:
-        raise ValueError(f"unknown modalities {unknown}; expected {MODALITIES}")
+        raise UsageError(f"unknown modalities {unknown}; expected {list(MODALITIES)}")
     protos = _prototypes(spec)
     n_groups = spec.n_classes * spec.groups_per_class
     group_class = np.repeat(np.arange(spec.n_classes), spec.groups_per_class)
@@ -121,6 +122,6 @@ def spec_from_meta(meta: dict[str, Any]) -> SyntheticSpec | None:
 def label_vectors(spec: SyntheticSpec) -> tuple[list[str], np.ndarray]:
     """Class prompt vectors in text-feature space (the noiseless caption of each class)."""
     if "text" not in spec.dims:
-        raise ValueError("synthetic spec has no text modality; no class prompts to embed")
+        raise UsageError("synthetic spec has no text modality; no class prompts to embed")
     a, off = _maps(spec)["text"]
     return class_names(spec), (_prototypes(spec) @ a + off).astype(np.float32)

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from unibind.errors import UsageError
 from unibind.eval.calibration import MAX_R10_DROP, MAX_SHARE_DEV
 from unibind.features.store import Features, load_features
-from unibind.train.config import PAIRS, TrainConfig, override, preset
+from unibind.train.config import TrainConfig, override, pair_names, preset
 from unibind.train.fit import fit, space_stats
 from unibind.util.jsonio import to_dict, write_json_atomic
 
@@ -40,7 +41,7 @@ def suggest(trial: Any, base: TrainConfig) -> TrainConfig:
         lr=trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         embed_dim=trial.suggest_categorical("embed_dim", [64, 128, 256, 512]),
         temperature=trial.suggest_float("temperature", 0.02, 0.2, log=True),
-        pair_weights={p: trial.suggest_float(f"w_{p}", 0.2, 1.0) for p in PAIRS},
+        pair_weights={p: trial.suggest_float(f"w_{p}", 0.2, 1.0) for p in pair_names()},
         positives=trial.suggest_categorical("positives", ["instance", "class"]),
         mse_weight=trial.suggest_float("mse_weight", 0.0, 0.5),
     )
@@ -58,7 +59,7 @@ def balance_penalty(search: dict[str, Any]) -> float:
 def score_config(feats: Features, cfg: TrainConfig, seed: int = 0) -> dict[str, Any]:
     res = fit(feats, cfg, seed=seed)
     if res.best_val is None:
-        raise ValueError("tuning needs a validation split (val_fraction > 0 or manifest 'val')")
+        raise UsageError("tuning needs a validation split (val_fraction > 0 or manifest 'val')")
     stats = space_stats(res.heads, feats, res.split)
     penalty = balance_penalty(stats["search"])
     return {"val_mAP@10": res.best_val, "penalty": penalty, "objective": res.best_val - penalty,

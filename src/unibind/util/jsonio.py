@@ -8,11 +8,18 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from unibind.errors import UsageError
 from unibind.util.atomic import atomic_file
 
 T = TypeVar("T")
 
-MODALITIES: tuple[str, ...] = ("text", "image", "audio")
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a damaged one raises ``ValueError`` naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -32,11 +39,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass as a plain JSON-ready dict."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
@@ -47,7 +49,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
+        raise UsageError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
     return cls(**data)
 
 
@@ -57,9 +59,3 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
 
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
     return from_dict(cls, read_json(path))
-
-
-def check_modality(modality: str) -> str:
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
-    return modality

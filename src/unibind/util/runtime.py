@@ -7,14 +7,28 @@ from pathlib import Path
 
 import torch
 
+from unibind.errors import UsageError, unknown
+
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
 
 def pick_device(preference: str | None = None) -> torch.device:
     """``preference`` (e.g. "cpu", "cuda:1") or the best available: cuda > mps > cpu."""
     if preference and preference != "auto":
-        return torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except (RuntimeError, ValueError):
+            raise UsageError(f"unknown device {preference!r}; choose from {DEVICES}") from None
+        usable = {"cpu": True, "cuda": torch.cuda.is_available(),
+                  "mps": bool(getattr(torch.backends, "mps", None))
+                  and torch.backends.mps.is_available()}
+        if not usable.get(device.type, True):
+            raise UsageError(f"device {preference!r} is not available on this machine; "
+                             f"choose from {DEVICES}")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -26,7 +40,7 @@ def pick_dtype(device: torch.device, preference: str | None = None) -> torch.dty
     """``preference`` or fp16 on CUDA, fp32 elsewhere."""
     if preference and preference != "auto":
         if preference not in DTYPES:
-            raise ValueError(f"unknown dtype {preference!r}; choose from {sorted(DTYPES)}")
+            raise unknown("dtype", preference, ["auto", *DTYPES])
         return DTYPES[preference]
     return torch.float16 if device.type == "cuda" else torch.float32
 

@@ -1,0 +1,1 @@
+"""Scale-out: plans and engines for collections beyond one machine."""
