@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# A CPU torch first, unless the user pre-installed their own (e.g. a CUDA build).
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev,offline,milvus]"
+	$(PIP) install -e ".[dev,offline,serve,milvus,ray]"
 	@# aisfx pins numpy==1.23/librosa==0.9.2, which do not resolve: its deps come from [offline].
 	$(PIP) install --no-deps "aisfx==0.1.2"
 	touch $@

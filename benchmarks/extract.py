@@ -1,20 +1,32 @@
-"""Extraction throughput: end-to-end ``unibind.extract`` vs bare model forward, per modality.
+"""Extraction throughput per modality: bare forward, decode-only per worker count, end to end.
 
-End-to-end = decode + preprocess + forward + cache write + features write (model loading timed
-separately and excluded). Bare = the model's forward alone on pre-made processor tensors of the
-same inputs and batch size. Also times the fully cached re-run. Prints a Markdown table.
+- bare: the model's forward alone (``forward_batch``) on collated batches already on the device,
+  at the run's batch size and at ``--big-batch`` (copies of the inputs);
+- decode: ``prepare_batch`` alone (decode + preprocess + tokenise/collate) on N worker threads;
+- end to end: ``unibind.extract`` (decode, preprocess, forward, cache and features writes; model
+  loading timed separately and excluded) with ``--workers``; e2e / bare at the same batch.
+On CUDA every timed region is closed by ``torch.cuda.synchronize()``. Each figure is the best of
+``--repeat`` interleaved measurements (a shared CPU drifts). Prints a Markdown table.
 
-    python benchmarks/extract.py                 # tiny models (seconds)
-    python benchmarks/extract.py --full          # full-size RANDOM-weight seed architectures
+    python benchmarks/extract.py                        # tiny models (seconds)
+    python benchmarks/extract.py --full --device cuda   # full-size RANDOM-weight seed models
 """
 
 from __future__ import annotations
+
+import os
+
+# As the CLI does (unibind/cli/__init__.py): idle OpenMP threads sleep instead of spinning; set
+# before torch loads. Measured here: CLAP e2e / bare 0.51 spinning vs 1.01 passive (2 cores).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import logging
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -34,10 +46,11 @@ from transformers import (
 
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.tiny import _vocab
+from unibind.features import work
 from unibind.features.extract import extract
 from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_folder
-from unibind.util.runtime import cache_root
+from unibind.util.runtime import cache_root, pick_device, pick_dtype
 
 CLIP_L14_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
                    "num_attention_heads": 16, "image_size": 224, "patch_size": 14}
@@ -97,32 +110,55 @@ def make_items(root: Path, n: int, audio_seconds: float) -> Path:
     return write_manifest(pd.DataFrame(rows), root / "manifest.parquet")
 
 
-@torch.inference_mode()
-def bare_forward_seconds(spec: EncoderSpec, manifest_root: Path, n: int, batch: int) -> float:
-    enc = load_encoder(spec)
-    ext = {"image": "jpg", "audio": "wav"}
-    if spec.modality == "text":
-        import pandas as pd
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-        table = pd.read_parquet(manifest_root / "manifest.parquet")
-        items = table[table.modality == "text"]["text"].tolist()
-    else:
-        items = [manifest_root / f"{i}.{ext[spec.modality]}" for i in range(n)]
-    decoded = [enc.load(x) for x in items]
-    order = sorted(range(n), key=lambda i: enc.sort_key(decoded[i]))
-    batches = [[decoded[i] for i in order[s:s + batch]] for s in range(0, n, batch)]
-    if spec.modality == "text":
-        tensors = [enc.to_device(dict(enc.tokenizer(b, padding=True, truncation=True,
-                                                    max_length=enc.max_length,
-                                                    return_tensors="pt"))) for b in batches]
+
+def on_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: on_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(on_device(v, device) for v in batch)
+    return batch
+
+
+def inputs_of(modality: str, root: Path, n: int) -> list[tuple[str, str, Any]]:
+    import pandas as pd
+
+    table = pd.read_parquet(root / "manifest.parquet")
+    rows = table[table.modality == modality].head(n)
+    return [(r.id, r.id, r.text if modality == "text" else str(root / r.path))
+            for r in rows.itertuples()]
+
+
+@torch.inference_mode()
+def bare_rate(enc, items: list, batch: int, device: torch.device) -> float:
+    """items/s of forward_batch alone on device-resident batches (``items`` repeated to fill)."""
+    decoded = [enc.load(x[2]) for x in items]
+    decoded = (decoded * (batch // len(decoded) + 1))[:max(batch, len(decoded))]
+    decoded.sort(key=enc.sort_key)
+    batches = [on_device(enc.collate(decoded[s:s + batch]), device)
+               for s in range(0, len(decoded), batch)]
+    enc.forward_batch(batches[0])  # warm-up (kernels, allocator)
+    sync(device)
+    start = time.perf_counter()
+    for b in batches:
+        enc.forward_batch(b)
+    sync(device)
+    return len(decoded) / (time.perf_counter() - start)
+
+
+def decode_rate(enc, items: list, batch: int, workers: int, repeat: int = 1) -> float:
+    """items/s of prepare_batch alone (decode + preprocess + collate) on ``workers`` threads."""
+    chunks = work.plan_batches(items * repeat, batch)
+    with ThreadPoolExecutor(workers) as pool:
         start = time.perf_counter()
-        for t in tensors:
-            enc.model(**t)
-    else:  # image/audio: load() already returned the processor tensors (pixels, log-mels)
-        start = time.perf_counter()
-        for b in batches:
-            enc.forward(b)
-    return time.perf_counter() - start
+        for _ in pool.map(lambda c: work.prepare_batch(enc, c), chunks):
+            pass
+    return len(items) * repeat / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -130,40 +166,72 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="full-size random seed models")
     parser.add_argument("--n", type=int, default=None, help="items per modality")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--big-batch", type=int, default=256, help="second bare batch (0: skip)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--workers", default="1,2", help="decode worker counts to time")
+    parser.add_argument("--e2e-workers", type=int, default=None, help="default: cores")
+    parser.add_argument("--modalities", default="text,image,audio")
+    parser.add_argument("--preprocess", default="host", choices=["host", "device"])
+    parser.add_argument("--repeat", type=int, default=3, help="best of N, interleaved")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    device = pick_device(args.device)
+    dtype = pick_dtype(device, args.dtype)
     n = args.n or (16 if args.full else 64)
+    counts = [int(w) for w in args.workers.split(",")]
     specs = full_size_specs() if args.full else resolve_profile("tiny")
+    specs = {m: s for m, s in specs.items() if m in args.modalities.split(",")}
+    if args.preprocess == "device":
+        specs = {m: EncoderSpec.from_dict({**s.to_dict(), "options": {
+            **s.options, "preprocess": "device"}}) if s.backend in ("hf-clip", "hf-clap") else s
+            for m, s in specs.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         manifest = make_items(tmp, n, audio_seconds=5.0)
         for modality, spec in specs.items():
             load_start = time.perf_counter()
-            load_encoder(spec)
+            enc = load_encoder(spec, device=device, dtype=dtype)
+            sync(device)
             load_s = time.perf_counter() - load_start
-            bare = bare_forward_seconds(spec, tmp, n, args.batch)
+            items = inputs_of(modality, tmp, n)
             only = {m: (s if m == modality else None) for m, s in specs.items()}
             sub = write_manifest(_subset(manifest, modality), tmp / f"{modality}.parquet")
-            cache = tmp / f"cache-{modality}"
-            start = time.perf_counter()
-            extract(sub, tmp / f"f-{modality}", profile="tiny", overrides=only, cache_dir=cache,
-                    batch_size=args.batch)
-            e2e = time.perf_counter() - start - load_s
-            start = time.perf_counter()
-            extract(sub, tmp / f"g-{modality}", profile="tiny", overrides=only, cache_dir=cache,
-                    batch_size=args.batch)
-            cached = time.perf_counter() - start
-            rows.append((modality, spec.source.split("/")[-1], n / bare, n / e2e, bare / e2e,
-                         n / cached, (e2e + load_s) / cached))
+            bare, big, e2e, decode = 0.0, 0.0, 0.0, dict.fromkeys(counts, 0.0)
+            for r in range(args.repeat):  # interleaved, best of each: a shared CPU drifts
+                bare = max(bare, bare_rate(enc, items, args.batch, device))
+                if args.big_batch:
+                    big = max(big, bare_rate(enc, items, args.big_batch, device))
+                for w in counts:
+                    decode[w] = max(decode[w], decode_rate(enc, items, args.batch, w, repeat=2))
+                start = time.perf_counter()
+                load_encoder(spec, device=device, dtype=dtype)  # what extract() spends loading
+                sync(device)
+                load_s = time.perf_counter() - start
+                start = time.perf_counter()
+                extract(sub, tmp / f"f-{modality}-{r}", profile="tiny", overrides=only,
+                        cache_dir=tmp / f"cache-{modality}-{r}", batch_size=args.batch,
+                        device=device, dtype=dtype, workers=args.e2e_workers)
+                sync(device)
+                e2e = max(e2e, n / (time.perf_counter() - start - load_s))
+            rows.append((modality, spec.source.split("/")[-1], bare, big, decode, e2e))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"cpu, {torch.get_num_threads()} torch threads"
     print(f"\n{'full-size random' if args.full else 'tiny'} models, {n} items per modality, "
-          f"batch {args.batch}, {torch.get_num_threads()} threads\n")
-    print("| modality | model | bare forward items/s | end-to-end items/s | e2e / bare "
-          "| cached re-run items/s | first run / cached |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f} | {r[5]:.0f} "
-              f"| {r[6]:.0f}x |")
+          f"batch {args.batch}, {device} ({name}), {str(dtype).removeprefix('torch.')}, "
+          f"e2e workers {args.e2e_workers or 'cores'}, preprocess {args.preprocess}, "
+          f"best of {args.repeat}\n")
+    dec = " | ".join(f"decode {w}w items/s" for w in counts)
+    print(f"| modality | model | bare items/s (batch {args.batch}) | bare (batch "
+          f"{args.big_batch}) | {dec} | decode {counts[-1]}w / 1w | end-to-end items/s "
+          "| e2e / bare |")
+    print("|---|---|---:|---:|" + "---:|" * len(counts) + "---:|---:|---:|")
+    for m, model, bare, big, decode, e2e in rows:
+        cells = " | ".join(f"{decode[w]:.1f}" for w in counts)
+        big_cell = f"{big:.1f}" if big else "-"
+        print(f"| {m} | {model} | {bare:.1f} | {big_cell} | {cells} | "
+              f"{decode[counts[-1]] / decode[counts[0]]:.2f} | {e2e:.1f} | {e2e / bare:.2f} |")
 
 
 def _subset(manifest: Path, modality: str):

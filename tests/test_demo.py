@@ -34,7 +34,7 @@ def test_demo_on_a_folder(tmp_path: Path):
         assert not set(ex["query"]) & {r["modality"] for r in ex["results"]}  # cross-modal
     text = demo_text(summary)
     for needle in ("R@10 query (row) -> target (column)", "modality shares", "balanced",
-                   "report:", "query (audio:"):
+                   "report:", "query (audio:", "search page: unibind serve"):
         assert needle in text, needle
     page = Path(summary["report"]).read_text()
     assert "Example queries" in page and "data:image/png;base64" in page

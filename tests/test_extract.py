@@ -119,15 +119,17 @@ def test_cli_json_summary_and_exit_status(tmp_path: Path) -> None:
 KILLER = """
 import os, signal, sys
 import unibind.features.extract as ex
+import unibind.features.work as work
 calls = {"n": 0}
-real = ex._encode_batch
-def dying(encoder, decoded, cache, errors):
+real = work.run_batch
+def dying(encoder, prepared, cache):
     calls["n"] += 1
     if calls["n"] == 3:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(encoder, decoded, cache, errors)
-ex._encode_batch = dying
-ex.extract(sys.argv[1], sys.argv[2], profile="tiny", cache_dir=sys.argv[3], batch_size=2)
+    return real(encoder, prepared, cache)
+work.run_batch = dying
+ex.extract(sys.argv[1], sys.argv[2], profile="tiny", cache_dir=sys.argv[3], batch_size=2,
+           workers=int(sys.argv[4]))
 """
 
 
@@ -136,7 +138,7 @@ def test_resume_after_kill_recomputes_no_finished_batch(tmp_path: Path) -> None:
     manifest = build_folder_manifest(root)
     cache = tmp_path / "cache"
     proc = subprocess.run([sys.executable, "-c", KILLER, str(manifest), str(tmp_path / "f"),
-                           str(cache)], env={**os.environ}, capture_output=True)
+                           str(cache), "2"], env={**os.environ}, capture_output=True)
     assert proc.returncode == -9
     assert not (tmp_path / "f").exists()  # no half-written features folder
     summary = _extract(manifest, tmp_path / "f", cache, batch_size=2)

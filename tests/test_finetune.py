@@ -112,3 +112,29 @@ def test_finetuned_run_can_be_moved(tuned, tmp_path):
     build_index(moved)
     hits = Space.load(moved).search(text="a dog barking", k=3, modality=["image"])["results"]
     assert len(hits) == 3 and all(h["modality"] == "image" for h in hits)
+
+
+def test_bf16_autocast_and_checkpointing_options(tmp_path):
+    from unibind.train.finetune import autocast_dtype, enable_checkpointing
+
+    assert autocast_dtype(torch.device("cpu")) is None  # auto: fp32 off CUDA
+    assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    with pytest.raises(ValueError):
+        autocast_dtype(torch.device("cpu"), "fp8")
+    model = load_encoder(resolve_profile("tiny")["text"], device="cpu").model
+    assert enable_checkpointing(model) and model.is_gradient_checkpointing
+    manifest = build_folder_manifest(make_media_folder(tmp_path / "d", per_label=3,
+                                                       seconds=0.5))
+    extract(manifest, tmp_path / "feats", profile="tiny", cache_dir=tmp_path / "cache")
+    cfg = override(preset("default"), epochs=2, patience=0, finetune_batch_size=4,
+                   val_fraction=0.2, test_fraction=0.2)
+    summary = finetune(tmp_path / "feats", tmp_path / "run", config=cfg, threads=1,
+                       precision="bf16", checkpointing=True)
+    run = Run.load(tmp_path / "run")
+    assert np.isfinite([c["loss"] for c in run.info["curve"]]).all()
+    # stored features are plain fp32 encoder outputs (autocast covers training only)
+    enc = load_encoder(run.encoders["text"]["spec"])
+    feats = load_features(run.features_path)
+    np.testing.assert_allclose(enc.encode(list(feats.table("text")["text"][:3])),
+                               feats.arrays["text"][:3], atol=1e-4)
+    assert summary["epochs"] == 2

@@ -24,6 +24,9 @@ def demo(data: Path = typer.Option(None, "--data",
          deb: Path = typer.Option(None, "--deb", help="A downloaded tuxpaint-stamps-default "
                                                      ".deb (skips apt-get download)."),
          plot_method: str = typer.Option("umap", "--plot-method", help="umap | pca."),
+         serve: bool = typer.Option(False, "--serve",
+                                    help="Then serve the run's search page (`unibind serve`)."),
+         port: int = typer.Option(8000, "--port", help="Port for --serve (on 127.0.0.1)."),
          as_json: bool = JSON_OPTION) -> None:
     """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
     from unibind.report.demo import demo_text, run_demo
@@ -32,3 +35,7 @@ def demo(data: Path = typer.Option(None, "--data",
                        plot_method=plot_method, deb=deb, epochs=epochs,
                        progress=lambda msg: typer.echo(f"[demo] {msg}", err=True))
     emit(summary, as_json, demo_text(summary))
+    if serve:
+        from unibind.cli.serve import start_server
+
+        start_server(Path(summary["out"]) / "run", port=port)

@@ -17,9 +17,17 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             text_encoder: str = typer.Option(None, help="Hub id or folder for text (BERT)."),
             image_encoder: str = typer.Option(None, help="Hub id or folder for images (CLIP)."),
             audio_encoder: str = typer.Option(None, help="Hub id or folder for audio (CLAP)."),
-            batch_size: int = typer.Option(32, min=1),
+            batch_size: str = typer.Option("auto", help="auto (largest that fits on cuda, else "
+                                           "32) or a number."),
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
-            dtype: str = typer.Option("auto", help="auto (fp16 on cuda), fp32, fp16, bf16."),
+            dtype: str = typer.Option("auto", help="auto (bf16, else fp16 on cuda; fp32 off it),"
+                                      " fp32, fp16, bf16."),
+            workers: int = typer.Option(None, min=1, help="Decode threads (default: cores)."),
+            preprocess: str = typer.Option("host", help="host, or device: image resize and "
+                                           "CLAP log-mel on the model's device."),
+            engine: str = typer.Option("local", help="local, or ray (needs unibind[ray])."),
+            address: str = typer.Option(None, help="Ray cluster: auto, ray://HOST:PORT "
+                                        "(default: a local one)."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
             max_pixels: int = typer.Option(
                 None, min=1, help="Largest image decoded, in pixels (default: Pillow's limit, "
@@ -34,16 +42,14 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
     Exit status 1 when any item failed (the others are still written)."""
     from unibind.features.extract import extract as run_extract
     from unibind.features.media import DEFAULT_LIMITS, MediaLimits
-    from unibind.util.runtime import pick_device, pick_dtype
 
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
     overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
     limits = MediaLimits(max_pixels or DEFAULT_LIMITS.max_pixels,
                          max_audio_seconds or DEFAULT_LIMITS.max_audio_seconds)
     summary = run_extract(manifest, out, profile=profile, overrides=overrides,
-                          cache_dir=cache_dir, batch_size=batch_size, device=dev, dtype=dt,
-                          limits=limits, allow_outside=allow_outside_paths)
+                          cache_dir=cache_dir, batch_size=batch_size, device=device, dtype=dtype,
+                          limits=limits, allow_outside=allow_outside_paths, workers=workers,
+                          engine=engine, address=address, preprocess=preprocess)
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]
     lines += [f"FAILED {e['id']} ({e['path']}): {e['reason']}" for e in summary["errors"]]

@@ -54,11 +54,14 @@ def backend_class(name: str) -> type[Encoder]:
 
 def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> Encoder:
-    """Instantiate (and load the weights of) the encoder ``spec`` names."""
+    """Instantiate (and load the weights of) the encoder ``spec`` names; ``device`` defaults to
+    auto (cuda > mps > cpu), ``dtype`` to fp32."""
     import torch
 
+    from unibind.util.runtime import pick_device
+
     spec = EncoderSpec.from_dict(spec)
-    device = torch.device(device) if isinstance(device, str) else device
+    device = device if isinstance(device, torch.device) else pick_device(device)
     return backend_class(spec.backend)(spec, device=device, dtype=dtype)
 
 

@@ -156,12 +156,14 @@ class AisfxAudioEncoder(Encoder):
     def sort_key(self, decoded: np.ndarray) -> int:
         return -len(decoded)
 
-    def forward(self, decoded: Sequence[np.ndarray]) -> torch.Tensor:
-        counts = [len(d) for d in decoded]
-        x = torch.from_numpy(np.concatenate(list(decoded))).to(self.device, self.dtype)
-        emb = self.model(x)
-        owner = torch.repeat_interleave(torch.arange(len(decoded), device=emb.device),
+    def collate(self, decoded: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        return torch.from_numpy(np.concatenate(list(decoded))), [len(d) for d in decoded]
+
+    def forward_batch(self, batch: tuple[torch.Tensor, list[int]]) -> torch.Tensor:
+        x, counts = batch
+        emb = self.model(x.to(self.device, self.dtype, non_blocking=True))
+        owner = torch.repeat_interleave(torch.arange(len(counts), device=emb.device),
                                         torch.tensor(counts, device=emb.device))
-        summed = torch.zeros((len(decoded), emb.shape[1]), dtype=emb.dtype, device=emb.device)
+        summed = torch.zeros((len(counts), emb.shape[1]), dtype=emb.dtype, device=emb.device)
         summed.index_add_(0, owner, emb)
         return summed / torch.tensor(counts, dtype=emb.dtype, device=emb.device).unsqueeze(1)

@@ -1,8 +1,13 @@
 """The encoder contract shared by every backend.
 
 A backend subclasses ``Encoder`` and implements ``_load_model`` (build ``self.model`` and its
-preprocessor), ``load`` (decode one item) and ``forward`` (decoded batch -> tensor). Batching,
+preprocessor), ``load`` (decode one item) and ``forward`` (decoded batch -> tensor), or instead of
+``forward`` the pair ``collate`` + ``forward_batch`` (below). Batching,
 ordering, no-grad inference and float32 output are handled here once.
+
+``forward`` is ``forward_batch(collate(decoded))``: ``collate`` is the CPU-side batch assembly
+(tokenising, stacking; no model, safe to run in a worker thread or process) and ``forward_batch``
+the device side, so extraction engines can overlap the two.
 """
 
 from __future__ import annotations
@@ -52,7 +57,11 @@ class Encoder:
         if spec.modality != self.modality:
             raise UsageError(f"{type(self).__name__} encodes {self.modality}, not {spec.modality}")
         self.spec = spec
-        self.device = device or torch.device("cpu")
+        if device is None:
+            from unibind.util.runtime import pick_device
+
+            device = pick_device("auto")
+        self.device = device
         self.dtype = dtype or torch.float32
         self.model: torch.nn.Module = self._load_model()
         self.model.to(self.device, self.dtype).eval()
@@ -67,7 +76,19 @@ class Encoder:
 
     def forward(self, decoded: Sequence[Any]) -> torch.Tensor:
         """Decoded batch -> ``[n, dim]`` tensor; differentiable (used for fine-tuning)."""
-        raise NotImplementedError
+        return self.forward_batch(self.collate(decoded))
+
+    def collate(self, decoded: Sequence[Any]) -> Any:
+        """Decoded items -> one host-side batch (CPU only: no model, thread/process safe)."""
+        return list(decoded)
+
+    def forward_batch(self, batch: Any) -> torch.Tensor:
+        """A ``collate`` result -> ``[n, dim]`` tensor on the device. A backend implements this
+        (with ``collate``) or only ``forward`` (then the batch is the decoded list)."""
+        if type(self).forward is not Encoder.forward:
+            return self.forward(batch)
+        raise NotImplementedError(f"{type(self).__name__} implements neither forward_batch "
+                                  "nor forward")
 
     @property
     def dim(self) -> int:
@@ -108,5 +129,5 @@ class Encoder:
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Move a processor's output to the model's device; float tensors to its dtype."""
-        return {k: v.to(self.device, self.dtype if v.is_floating_point() else None)
-                for k, v in batch.items()}
+        return {k: v.to(self.device, self.dtype if v.is_floating_point() else None,
+                        non_blocking=True) for k, v in batch.items()}

@@ -115,12 +115,17 @@ class EfficientNetLiteEncoder(Encoder):
         except MediaError as exc:
             raise ItemError(item, str(exc)) from exc
 
-    def features(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = torch.stack(list(decoded)).to(self.device, self.dtype)
-        return self.model.extract_features(x)
+    def collate(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(decoded))
 
-    def forward(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.features(decoded).mean(dim=(2, 3))
+    def features(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self._features(self.collate(decoded))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(x.to(self.device, self.dtype, non_blocking=True))
+
+    def forward_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._features(batch).mean(dim=(2, 3))
 
     @torch.inference_mode()
     def classify(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -54,10 +54,13 @@ class HFTextEncoder(Encoder):
     def sort_key(self, decoded: str) -> int:
         return -len(decoded)
 
-    def forward(self, decoded: Sequence[str]) -> torch.Tensor:
-        batch = self.tokenizer(list(decoded), padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
-        batch = self.to_device(dict(batch))
+    def collate(self, decoded: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise (the fast tokenizer releases the GIL: done in extraction's workers)."""
+        return dict(self.tokenizer(list(decoded), padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt"))
+
+    def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = self.to_device(batch)
         out = self.model(**batch)
         if self.pooling == "pooler":
             return out.pooler_output

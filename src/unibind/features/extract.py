@@ -1,36 +1,40 @@
 """manifest -> features: the only stage that runs encoders in bulk.
 
 Per modality: digest every item (file bytes or text), look it up in the content-addressed cache,
-encode only the missing ones (in size-sorted batches, the next batch decoded in a background thread
-while the current one runs), store each finished batch as one atomic cache shard, then write the
-features folder. A bad item is reported (id, path, reason) and never stops the others.
+plan the missing ones into size-sorted batches and hand them to an engine (``local``: worker
+threads decode while the caller runs the model, see local_engine.py; ``ray``: a Ray Data
+pipeline, see ray_engine.py). Both run the same per-batch work (work.py) and store each finished
+batch as one atomic cache shard; then the features folder is written. A bad item is reported
+(id, path, reason) and never stops the others.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from unibind.encoders import Encoder, EncoderSpec, ItemError, load_encoder, resolve_profile
+from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.base import EncoderLoadError
 from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.errors import UsageError
+from unibind.features import local_engine, work
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
 from unibind.features.media import DEFAULT_LIMITS, MediaLimits
 from unibind.features.store import VIEW_SEP, save_features
 from unibind.modalities import get_modality
-from unibind.util.runtime import cache_root
+from unibind.util.runtime import cache_root, pick_device, pick_dtype
+
+ENGINES = ("local", "ray")
+DEFAULT_BATCH = 32  # --batch-size auto off CUDA
+DEVICE_PREPROCESS = ("hf-clip", "hf-clap")  # backends with a `preprocess: device` option
 
 log = logging.getLogger(__name__)
 
@@ -61,77 +65,52 @@ def _error(row: pd.Series, reason: str) -> dict[str, str]:
     return {"id": row["id"], "modality": row["modality"], "path": row["path"], "reason": reason}
 
 
-def _decode(encoder: Encoder, chunk: list[tuple[str, str, Any]]
-            ) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str]]]:
-    """Decode a chunk of (id, digest, input); returns (decoded, failures as (id, reason))."""
-    ok, bad = [], []
-    for item_id, digest, item in chunk:
-        try:
-            ok.append((item_id, digest, encoder.load(item)))
-        except ItemError as exc:
-            bad.append((item_id, exc.reason))
-        except Exception as exc:  # any decoder failure is this item's error, never the run's
-            bad.append((item_id, f"cannot decode: {type(exc).__name__}: {exc}"))
-    return ok, bad
+@dataclass
+class Options:
+    """How to run extraction (where, how wide, how big a batch); never changes results except
+    ``batch_size`` on padded text (within float noise)."""
+
+    batch_size: int | str = "auto"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    workers: int | None = None
+    engine: str = "local"
+    address: str | None = None
+    device_request: str | None = None  # as asked ("auto", "cuda:1" ...): for remote workers
+    dtype_request: str | None = None
+    limits: MediaLimits = DEFAULT_LIMITS
 
 
-def _chunks(work: list[tuple[str, str, Any]], size: int) -> Iterator[list[tuple[str, str, Any]]]:
-    for start in range(0, len(work), size):
-        yield work[start:start + size]
-
-
-def _encode_missing(encoder: Encoder, work: list[tuple[str, str, Any]], cache: FeatureCache,
-                    batch_size: int, errors: dict[str, str]) -> dict[str, np.ndarray]:
-    """Encode (id, digest, input) triples; every finished batch goes to the cache at once."""
-    out: dict[str, np.ndarray] = {}
-    bar = tqdm(total=len(work), desc=f"extract {encoder.modality}", unit="item", leave=False)
-    chunks = _chunks(work, batch_size)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_decode, encoder, next(chunks, []))
-        while True:
-            decoded, bad = pending.result()
-            following = next(chunks, None)
-            if following is not None:
-                pending = pool.submit(_decode, encoder, following)
-            errors.update(dict(bad))
-            if decoded:
-                out.update(_encode_batch(encoder, decoded, cache, errors))
-            bar.update(len(decoded) + len(bad))
-            if following is None:
-                break
-    bar.close()
-    return out
-
-
-def _encode_batch(encoder: Encoder, decoded: list[tuple[str, str, Any]], cache: FeatureCache,
-                  errors: dict[str, str]) -> dict[str, np.ndarray]:
+def _load(spec: EncoderSpec, opts: Options):
     try:
-        vectors = encoder.encode_decoded([d for _, _, d in decoded], batch_size=len(decoded))
-    except Exception as exc:  # isolate the culprit: retry one by one
-        if len(decoded) == 1:
-            errors[decoded[0][0]] = f"encoder failed: {type(exc).__name__}: {exc}"
-            return {}
-        out: dict[str, np.ndarray] = {}
-        for one in decoded:
-            out.update(_encode_batch(encoder, [one], cache, errors))
-        return out
-    bad = ~np.isfinite(vectors).all(axis=1)
-    for (item_id, _, _), is_bad in zip(decoded, bad):
-        if is_bad:
-            errors[item_id] = "encoder produced NaN/inf"
-    good = [(d, v) for d, v, b in zip(decoded, vectors, bad) if not b]
-    cache.put_many({digest: vec for (_, digest, _), vec in good})
-    return {item_id: vec for (item_id, _, _), vec in good}
+        encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype)
+    except OSError as exc:
+        raise EncoderLoadError(
+            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+            f"Without the Hugging Face hub, use --profile offline, or a local "
+            f"model folder (--{spec.modality}-encoder DIR).") from exc
+    encoder.limits = opts.limits
+    return encoder
+
+
+def _batch_size(encoder, first: work.WorkItem, opts: Options) -> int:
+    """An explicit size, else on CUDA the largest that fits (probed on the largest item)."""
+    if opts.batch_size != "auto":
+        return int(opts.batch_size)
+    if opts.device.type != "cuda":
+        return DEFAULT_BATCH
+    sample = work.prepare_batch(encoder, [first]).decoded
+    size = work.probe_batch_size(encoder, sample[0]) if sample else DEFAULT_BATCH
+    log.info("%s: batch size auto -> %d", encoder.modality, size)
+    return size
 
 
 def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
-                      cache_dir: Path, batch_size: int, device: torch.device | None,
-                      dtype: torch.dtype | None, errors: dict[str, str],
-                      limits: MediaLimits = DEFAULT_LIMITS) -> ModalityResult:
+                      cache_dir: Path, opts: Options, errors: dict[str, str]) -> ModalityResult:
     result = ModalityResult(spec=spec, fingerprint=fingerprint(spec))
     cache = FeatureCache(cache_dir, result.fingerprint)
     digests: dict[str, str] = {}
-    work = []
+    work_items = []
     for _, row in rows.iterrows():
         try:
             item = _item_input(manifest, row)
@@ -141,30 +120,40 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
             continue
         digests[row["id"]] = digest
         if digest not in cache:
-            work.append((_size_key(row["modality"], item), row["id"], digest, item))
-    todo = {w[1] for w in work}
+            work_items.append((_size_key(row["modality"], item), row["id"], digest, item))
+    todo = {w[1] for w in work_items}
     hits = cache.get_many(d for i, d in digests.items() if i not in todo)
     for item_id, digest in digests.items():
         if digest in hits:
             result.vectors[item_id] = hits[digest]
     result.cached = len(result.vectors)
-    if work:
-        log.info("%s: %d cached, %d to compute with %s", spec.modality, result.cached, len(work),
-                 spec.source)
-        try:
-            encoder = load_encoder(spec, device=device, dtype=dtype)
-        except OSError as exc:
-            raise EncoderLoadError(
-                f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
-                f"Without the Hugging Face hub, use --profile offline, or a local "
-                f"model folder (--{spec.modality}-encoder DIR).") from exc
-        encoder.limits = limits
-        cache.describe({"spec": spec.to_dict(), "identity": encoder.identity, "dim": encoder.dim})
-        work.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
-        new = _encode_missing(encoder, [w[1:] for w in work], cache, batch_size, errors)
+    if work_items:
+        log.info("%s: %d cached, %d to compute with %s (%s engine)", spec.modality,
+                 result.cached, len(work_items), spec.source, opts.engine)
+        work_items.sort(key=lambda w: -w[0])  # similar sizes batch together, big ones first
+        planned = [w[1:] for w in work_items]
+        if opts.engine == "ray":
+            from unibind.features import ray_engine
+
+            size = DEFAULT_BATCH if opts.batch_size == "auto" else int(opts.batch_size)
+            new, failed = ray_engine.encode_ray(spec, work.plan_batches(planned, size),
+                                                cache_dir, opts)
+            cache = FeatureCache(cache_dir, result.fingerprint)  # shards written by actors
+            if new:
+                result.dim = int(next(iter(new.values())).shape[0])
+                cache.describe({"spec": spec.to_dict(), "identity": identity(spec),
+                                "dim": result.dim})
+        else:
+            encoder = _load(spec, opts)
+            cache.describe({"spec": spec.to_dict(), "identity": encoder.identity,
+                            "dim": encoder.dim})
+            size = _batch_size(encoder, planned[0], opts)
+            new, failed = local_engine.encode_local(encoder, work.plan_batches(planned, size),
+                                                    cache, opts.workers)
+            result.dim = encoder.dim
+        errors.update(failed)
         result.vectors.update(new)
         result.computed = len(new)
-        result.dim = encoder.dim
         cache.compact()
     elif result.vectors:
         log.info("%s: all %d items cached, encoder not loaded", spec.modality, result.cached)
@@ -178,19 +167,46 @@ def _encoder_entry(r: ModalityResult) -> dict[str, Any]:
             "dim": r.dim}
 
 
+def _with_preprocess(spec: EncoderSpec, preprocess: str) -> EncoderSpec:
+    if preprocess == "host" or spec.backend not in DEVICE_PREPROCESS:
+        return spec
+    return replace(spec, options={**spec.options, "preprocess": preprocess})
+
+
 def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: str = "seed",
             overrides: dict[str, str | None] | None = None,
-            cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
-            device: torch.device | None = None, dtype: torch.dtype | None = None,
-            limits: MediaLimits = DEFAULT_LIMITS, allow_outside: bool = False
-            ) -> dict[str, Any]:
+            cache_dir: str | os.PathLike | None = None, batch_size: int | str = "auto",
+            device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
+            workers: int | None = None, engine: str = "local", address: str | None = None,
+            preprocess: str = "host", limits: MediaLimits = DEFAULT_LIMITS,
+            allow_outside: bool = False) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
 
+    ``device``/``dtype`` default to auto (cuda > mps > cpu; bf16 where the GPU has it, else
+    fp16; fp32 off CUDA). ``batch_size`` "auto": the largest that fits on CUDA, else 32.
+    ``workers``: decode threads (default: the machine's cores). ``engine``: "local" or "ray"
+    (``address`` of the Ray cluster; default: start or join a local one). ``preprocess``:
+    "device" resizes images / computes CLAP log-mels on the model's device.
     ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
     ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if preprocess not in ("host", "device"):
+        raise UsageError(f"preprocess must be 'host' or 'device', not {preprocess!r}")
+    if batch_size != "auto" and (not str(batch_size).isdigit() or int(batch_size) < 1):
+        raise UsageError(f"batch size must be 'auto' or a positive integer, not {batch_size!r}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers must be at least 1, not {workers}")
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    opts = Options(batch_size=batch_size, device=dev, workers=workers, engine=engine,
+                   address=address, device_request=None if device is None else str(device),
+                   dtype_request=None if dtype is None else str(dtype).removeprefix("torch."),
+                   dtype=dtype if isinstance(dtype, torch.dtype) else pick_dtype(dev, dtype),
+                   limits=limits)
     manifest_path = Path(manifest_path)
-    specs = resolve_profile(profile, overrides)
+    specs = {m: _with_preprocess(s, preprocess)
+             for m, s in resolve_profile(profile, overrides).items()}
     manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
                              allow_outside=allow_outside)
     if lacking := [m for m in manifest.modalities() if m not in specs]:
@@ -209,8 +225,7 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
             except HubRevisionError as exc:
                 raise HubRevisionError(f"cannot load the {key} encoder "
                                        f"{specs[key].source!r}: {exc}") from exc
-            results[key] = _extract_modality(manifest, rows, spec, cache_dir,
-                                             batch_size, device, dtype, errors, limits)
+            results[key] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
     items, arrays = [], {}
     for modality in manifest.modalities():
         keys = [modality, *views[modality]]

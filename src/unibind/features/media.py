@@ -68,14 +68,19 @@ def load_audio(path: str | os.PathLike, sample_rate: int,
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """RGB image, fully decoded (truncated or corrupt files raise here, not later)."""
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               draft: tuple[int, int] | None = None) -> Image.Image:
+    """RGB image, fully decoded (truncated or corrupt files raise here, not later).
+
+    ``draft``: let JPEGs decode at a reduced scale no smaller than this (width, height)."""
     try:
         with Image.open(path) as img:
             pixels = img.width * img.height
             if pixels > max_pixels:
                 raise MediaError(f"image is {img.width}x{img.height} = {pixels:,} pixels, above "
                                  f"the limit of {max_pixels:,} (raise --max-pixels to accept it)")
+            if draft:
+                img.draft("RGB", draft)
             img.load()
             if img.width == 0 or img.height == 0:
                 raise MediaError("empty image (0 pixels)")

@@ -189,5 +189,7 @@ def demo_text(summary: dict[str, Any]) -> str:
     secs = summary["seconds"]
     lines += ["", "seconds: " + ", ".join(f"{k} {v}" for k, v in secs.items()),
               f"report: {summary['report']}", f"plots: {summary['plots']['by_class']}, "
-              f"{summary['plots']['by_modality']}"]
+              f"{summary['plots']['by_modality']}",
+              f"search page: unibind serve {Path(summary['out']) / 'run'}   then open "
+              "http://127.0.0.1:8000/  (or: unibind demo --serve)"]
     return "\n".join(lines)

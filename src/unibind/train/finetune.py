@@ -136,7 +136,8 @@ def _val_metric(heads: Heads, bb: Backbones, feats: Features, split: np.ndarray,
         if len(rows):
             x = torch.from_numpy(bb.encode(m, rows["row"].to_numpy()))
             with torch.no_grad():
-                embs[m] = heads.embed(m, x.to(next(heads.parameters()).device)).cpu().numpy()
+                emb = heads.embed(m, x.to(next(heads.parameters()).device))
+                embs[m] = emb.float().cpu().numpy()  # (bf16 under autocast)
             labels[m] = rows["label"].astype(str).to_numpy()
     return cross_modal_mean(pair_metrics(embs, labels, ks=(1,)))
 
@@ -233,25 +234,55 @@ def save_encoder(enc: Any, folder: Path) -> None:
             getattr(enc, attr).save_pretrained(str(folder))
 
 
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Mixed precision for fine-tuning: "auto" = bf16 on a CUDA GPU that has it, else none
+    (fp32); "bf16" / "fp16" force autocast to that dtype; "fp32" turns it off."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+    if precision not in choices:
+        raise ValueError(f"precision {precision!r} not in auto, {', '.join(choices)}")
+    return choices[precision]
+
+
+def enable_checkpointing(model: nn.Module) -> bool:
+    """Gradient checkpointing on a transformers model (recompute activations in backward)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        return False
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return True
+
+
 def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: str = "default",
              config: TrainConfig | None = None, seed: int = 0,
-             device: torch.device | str | None = None, threads: int | None = None
-             ) -> dict[str, Any]:
-    """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``."""
+             device: torch.device | str | None = None, threads: int | None = None,
+             precision: str = "auto", checkpointing: bool = False) -> dict[str, Any]:
+    """Fine-tune encoders + heads on the features folder's raw inputs; write a run at ``out``.
+
+    ``device`` defaults to auto (cuda > mps > cpu); ``precision`` "auto" = bf16 autocast on a
+    CUDA GPU that supports it; ``checkpointing`` trades compute for memory (larger batches)."""
     from unibind.encoders import fingerprint, identity, load_encoder
     from unibind.encoders.spec import EncoderSpec
+    from unibind.util.runtime import pick_device
 
     feats = load_features(features)
     cfg = config or preset(preset_name)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    amp = autocast_dtype(device, precision)
     inputs = item_inputs(feats)
     encoders = {m: load_encoder(feats.meta["encoders"][m]["spec"], device=device)
                 for m in feats.modalities}
     trainable = {m: set_trainable(enc.model, cfg.finetune_layers) for m, enc in encoders.items()}
+    if checkpointing:
+        for m, enc in encoders.items():
+            if not enable_checkpointing(enc.model):
+                log.warning("%s encoder: no gradient checkpointing support; ignored", m)
     bb = Backbones(encoders, inputs)
     cuda = [device] if torch.device(device).type == "cuda" else []
     with torch_threads(threads), torch.random.fork_rng(devices=cuda):  # caller's state kept
-        res = finetune_fit(feats, bb, cfg, seed, device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            res = finetune_fit(feats, bb, cfg, seed, device)
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)
     stats = space_stats(res.heads, tuned, res.split)

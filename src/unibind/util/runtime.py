@@ -37,12 +37,14 @@ def pick_device(preference: str | None = None) -> torch.device:
 
 
 def pick_dtype(device: torch.device, preference: str | None = None) -> torch.dtype:
-    """``preference`` or fp16 on CUDA, fp32 elsewhere."""
+    """``preference``, else on CUDA bf16 where the GPU supports it (fp16 otherwise), else fp32."""
     if preference and preference != "auto":
         if preference not in DTYPES:
             raise unknown("dtype", preference, ["auto", *DTYPES])
         return DTYPES[preference]
-    return torch.float16 if device.type == "cuda" else torch.float32
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def cache_root() -> Path:

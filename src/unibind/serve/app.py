@@ -1,0 +1,313 @@
+"""The HTTP layer: ``create_app(run)`` -> a FastAPI app over one shared ``Space``.
+
+It only parses requests and calls ``Service`` (in a bounded pool, under a timeout); the page at
+``/`` is static files from ``serve/static``. OpenAPI docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from unibind.errors import UnibindError
+from unibind.search.space import Space, parse_modalities
+from unibind.serve.limits import ServeError, ServeLimits, too_large
+from unibind.serve.media import DEFAULT_THUMB, audio_type
+from unibind.serve.service import Service
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "unibind_token"
+UPLOAD_FIELDS = {"image": "image", "audio": "audio", "file": "any"}
+
+
+def _split(v: Any) -> Any:
+    if isinstance(v, str):
+        return [m for m in v.split(",") if m.strip()] or None
+    return v or None
+
+
+class SearchOptions(BaseModel):
+    """What every search takes: the same options as ``unibind search``."""
+
+    k: int = Field(10, ge=1, description="Number of results (at most max_k).")
+    modality: list[str] | None = Field(None, description="Only these target modalities.")
+    balance: str | None = Field(None, description="none | balanced | calibrated | centered.")
+    via_pairs: int = Field(0, ge=0, le=100, description="Pair-expansion anchors (0 = off).")
+
+    _modality = field_validator("modality", mode="before")(_split)
+
+
+class SearchRequest(SearchOptions):
+    """A search: text and/or (multipart) image / audio files."""
+
+    text: list[str] = Field(default_factory=list, max_length=16,
+                            description="Query text(s), summed with any files.")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _texts(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list):
+            return v
+        return [t for t in items if not isinstance(t, str) or t.strip()]
+
+
+class BodyLimit:
+    """Refuse request bodies over the upload cap: by Content-Length, else while streaming."""
+
+    def __init__(self, app: ASGIApp, limits: ServeLimits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cap = self.limits.max_upload_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            err = too_large(self.limits)
+            return await JSONResponse(err.body(), status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise too_large(self.limits)
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLike | None = None,
+               *, limits: ServeLimits | None = None, token: str | None = None) -> FastAPI:
+    """The service for ``run`` (a run folder, a loaded ``Space`` or a ``Service``)."""
+    owned = not isinstance(run, Service)
+    if isinstance(run, Service):
+        service = run
+    else:
+        space = run if isinstance(run, Space) else Space.load(run, index)
+        service = Service(space, limits)
+    limits = service.limits
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:  # a Service handed in belongs to the caller
+            service.close()
+
+    app = FastAPI(title="unibind", version="1", lifespan=lifespan,
+                  description="Search one embedding space of text, images and sound.")
+    app.state.service = service
+    app.add_middleware(BodyLimit, limits=limits)
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)  # one error shape for every refusal
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "request"
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+
+    if token:
+        @app.middleware("http")
+        async def _auth(request: Request, call_next: Any) -> Response:
+            path = request.url.path
+            if not path.startswith("/api/") or path == "/api/health":
+                return await call_next(request)
+            header = request.headers.get("authorization", "")
+            given = header[7:] if header.lower().startswith("bearer ") else ""
+            cookie = request.cookies.get(COOKIE, "")
+            if not (_same(given, token) or _same(cookie, token)):
+                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            response = await call_next(request)
+            if given and not _same(cookie, token):  # lets <img>/<audio> tags load media
+                response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return response
+
+    async def in_pool(fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(service.pool, fn, *args),
+                                          timeout=limits.timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise ServeError(f"the request took longer than timeout_s={limits.timeout_s:g}",
+                             status=504, limit="timeout_s", value=limits.timeout_s) from exc
+        except ServeError:
+            raise
+        except (UnibindError, ValueError, KeyError, FileNotFoundError) as exc:  # bad values
+            raise ServeError(str(exc).strip("'\"")) from exc
+
+    @app.get("/api/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness: ok once the run, index and encoders are loaded."""
+        return {"status": "ok", "items": len(service.table.rows)}
+
+    @app.get("/api/info", tags=["service"])
+    async def info() -> dict[str, Any]:
+        """The run, its encoders, items per modality, headline metrics, limits."""
+        return service.info()
+
+    @app.post("/api/search", tags=["search"], openapi_extra=_search_body())
+    async def search(request: Request) -> dict[str, Any]:
+        """JSON ``{"text", "k", "modality", "balance", "via_pairs"}``, or multipart with
+        ``image`` / ``audio`` / ``file`` uploads plus the same fields. The response has the
+        shape of ``unibind search --json``."""
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            req, uploads, tmp = await _read_form(request)
+        else:
+            try:
+                data = json.loads(await request.body() or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ServeError(f"body is not JSON: {exc}") from exc
+            req, uploads, tmp = _validate(SearchRequest, data), [], None
+        try:
+            _check_request(req, limits)
+            return await in_pool(service.search, req.text, uploads, req.k, req.modality,
+                                 req.balance, req.via_pairs, tmp)
+        finally:  # also after a timeout: a late job then fails on its missing files, unseen
+            _remove(tmp)
+
+    @app.get("/api/items/{item_id:path}/media", tags=["items"])
+    async def media(item_id: str, size: int = DEFAULT_THUMB) -> Response:
+        """The item's own file: images as JPEG thumbnails fitting ``size`` px (0 = the
+        original file), sounds as they are, with their content type and HTTP Range."""
+        path, preview = service.table.file(item_id)
+        if preview == "image" and size != 0:
+            data = await in_pool(service.thumbs.get, item_id, path, size)
+            return Response(data, media_type="image/jpeg",
+                            headers={"Cache-Control": "private, max-age=3600"})
+        mtype = audio_type(path) if preview == "audio" else None
+        return FileResponse(path, media_type=mtype, headers={"Cache-Control": "private"})
+
+    @app.post("/api/items/{item_id:path}/similar", tags=["search"])
+    async def similar(item_id: str, request: Request) -> dict[str, Any]:
+        """Search by an indexed item (its stored vector is the query; it is left out)."""
+        body = await request.body()
+        try:
+            data = json.loads(body) if body else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ServeError(f"body is not JSON: {exc}") from exc
+        req = _validate(SearchOptions, data)
+        _check_request(req, limits)
+        return await in_pool(service.similar, item_id, req.k, req.modality, req.balance,
+                             req.via_pairs)
+
+    @app.get("/api/items/{item_id:path}", tags=["items"])
+    async def item(item_id: str) -> dict[str, Any]:
+        """One item: id, modality, label, group, split, and its path or text."""
+        return service.table.describe(item_id)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _same(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _validate(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ServeError("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ServeError(f"{where}: {first['msg']}") from exc
+
+
+def _check_request(req: Any, limits: ServeLimits) -> None:
+    if req.k > limits.max_k:
+        raise ServeError(f"k={req.k} exceeds max_k={limits.max_k}", limit="max_k",
+                         value=limits.max_k)
+    for t in getattr(req, "text", []):
+        if len(t) > limits.max_text_chars:
+            raise ServeError(f"text of {len(t)} characters exceeds max_text_chars="
+                             f"{limits.max_text_chars}", status=413, limit="max_text_chars",
+                             value=limits.max_text_chars)
+    try:
+        req.modality = parse_modalities(req.modality)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from exc
+
+
+async def _read_form(request: Request) -> tuple[SearchRequest, list, Path]:
+    """Multipart -> request, uploads saved under a fresh temporary folder (names are ours)."""
+    form = await request.form(max_files=8, max_fields=32)
+    tmp = Path(tempfile.mkdtemp(prefix="unibind-serve-"))
+    try:
+        uploads, fields = [], {}
+        for n, (key, value) in enumerate(form.multi_items()):
+            if isinstance(value, UploadFile):
+                if key not in UPLOAD_FIELDS:
+                    raise ServeError(f"unknown file field {key!r}; use image, audio or file")
+                target = tmp / f"upload-{n}"
+                with open(target, "wb") as fh:
+                    while chunk := await value.read(1 << 20):
+                        fh.write(chunk)
+                if target.stat().st_size == 0:
+                    raise ServeError(f"{key}: empty file")
+                shown = Path(value.filename or key).name[:120] or key
+                uploads.append((UPLOAD_FIELDS[key], target, shown))
+            elif key in ("text", "modality"):
+                fields.setdefault(key, []).append(value)
+            else:
+                fields[key] = value
+        if "modality" in fields:
+            fields["modality"] = ",".join(fields["modality"])
+        return _validate(SearchRequest, fields), uploads, tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        await form.close()
+
+
+def _remove(tmp: Path | None) -> None:
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _search_body() -> dict[str, Any]:
+    schema = SearchRequest.model_json_schema()
+    files = {"type": "object", "properties": {
+        **schema["properties"],
+        "image": {"type": "string", "format": "binary"},
+        "audio": {"type": "string", "format": "binary"},
+        "file": {"type": "string", "format": "binary",
+                 "description": "An image or a sound (told apart by content)."}}}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema}, "multipart/form-data": {"schema": files}}}}

@@ -1,0 +1,120 @@
+"""The run's own item files, looked up by id only: thumbnails for images, files for sounds.
+
+An id is a key into the index's item table, never a path: ``../x``, ``%2e%2e``, ``/etc/passwd``
+are just ids that are not in the table (404). The file served is the path the index recorded for
+that item, nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from unibind.modalities import get_modality
+from unibind.serve.limits import ServeError
+
+AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
+               ".oga": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4",
+               ".aiff": "audio/aiff", ".aif": "audio/aiff", ".opus": "audio/ogg"}
+THUMB_SIZES = (16, 1024)
+DEFAULT_THUMB = 256
+
+
+class ItemTable:
+    """id -> item row (and its file) over an index's item table."""
+
+    def __init__(self, items: pd.DataFrame):
+        self.items = items
+        self.rows = {str(i): n for n, i in enumerate(items["id"])}
+
+    def row(self, item_id: str) -> int:
+        n = self.rows.get(item_id)
+        if n is None:
+            raise ServeError(f"no item with id {item_id!r} in this run", status=404)
+        return n
+
+    def describe(self, item_id: str) -> dict[str, Any]:
+        item = self.items.iloc[self.row(item_id)]
+        out = {"id": item_id, "row": self.row(item_id)}
+        for col in ("modality", "label", "group", "split"):
+            if col in item.index:
+                out[col] = _plain(item[col])
+        if get_modality(str(item["modality"])).inline:
+            out["text"] = str(item["text"])
+        else:
+            out["path"] = str(item["path"])
+        return out
+
+    def file(self, item_id: str) -> tuple[Path, str]:
+        """The item's own media file and how it previews (image | audio | none); inline (text)
+        items have no file: 404."""
+        item = self.items.iloc[self.row(item_id)]
+        modality = get_modality(str(item["modality"]))
+        if modality.inline or not item["path"]:
+            raise ServeError(f"item {item_id!r} is a {item['modality']} item without a file",
+                             status=404)
+        path = Path(str(item["path"]))
+        if not path.is_file():
+            raise ServeError(f"item {item_id!r}: its file is missing on the server", status=404)
+        return path, modality.preview
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python; NaN/None -> None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value
+
+
+def audio_type(path: Path) -> str:
+    return AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
+        or "application/octet-stream"
+
+
+class Thumbnails:
+    """JPEG thumbnails of item images, made on first request and kept (LRU, bounded)."""
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, item_id: str, path: Path, size: int) -> bytes:
+        if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
+            raise ServeError(f"size must be between {THUMB_SIZES[0]} and {THUMB_SIZES[1]} "
+                             "(0 = the original file)", limit="size", value=list(THUMB_SIZES))
+        key = (item_id, size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        data = make_thumbnail(path, size)
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return data
+
+
+def make_thumbnail(path: Path, size: int) -> bytes:
+    """An image file -> JPEG bytes that fit in ``size`` x ``size`` (transparency on white)."""
+    from PIL import Image
+
+    from unibind.features.media import MediaError, load_image
+
+    try:
+        image = load_image(path)
+    except MediaError as exc:
+        raise ServeError(f"{path.name}: {exc}", status=500) from exc
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

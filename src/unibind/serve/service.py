@@ -1,0 +1,169 @@
+"""The service's state over one shared ``Space``: searches, item look-ups, run info.
+
+Everything here is synchronous; the HTTP layer runs it in a bounded thread pool. Query encoders
+are loaded once at start (no lazy-load race); each modality's encoder runs one forward at a time,
+concurrent text queries sharing one forward (``serve.batching``); index searches run in parallel.
+A query is embedded and searched exactly as ``Space.search`` does it (the same vectors, the same
+result dict).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unibind.encoders.base import ItemError
+from unibind.errors import UnibindError
+from unibind.features.media import MediaError
+from unibind.modalities import MODALITIES, get_modality, ordered
+from unibind.search.merge import MODES
+from unibind.search.space import Space, parse_modalities
+from unibind.serve.batching import Batcher
+from unibind.serve.limits import ServeError, ServeLimits, check_upload
+from unibind.serve.media import ItemTable, Thumbnails
+from unibind.util.jsonio import read_json
+
+log = logging.getLogger(__name__)
+
+BATCH_INLINE = 32  # most texts per shared forward (media go one by one: their cost is per input)
+
+
+class Service:
+    """One run, its index and query encoders, shared by every request."""
+
+    def __init__(self, space: Space, limits: ServeLimits | None = None, warm: bool = True):
+        self.space = space
+        self.limits = limits or ServeLimits()
+        self.table = ItemTable(space.index.items)
+        self.thumbs = Thumbnails()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
+                                       thread_name_prefix="unibind-serve")
+        self.embed = {m: Batcher(partial(space.embed, m),
+                                 BATCH_INLINE if get_modality(m).inline else 1)
+                      for m in space.run.modalities}
+        self.encoders: dict[str, str] = {}
+        if warm:
+            self.warm()
+
+    @classmethod
+    def open(cls, run: str | os.PathLike, index: str | os.PathLike | None = None,
+             limits: ServeLimits | None = None) -> Service:
+        return cls(Space.load(run, index), limits)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def warm(self) -> None:
+        """Load every query encoder now, so that no request pays for (or races on) it."""
+        for m in self.space.run.modalities:
+            try:
+                self.space.encoder(m)
+                self.encoders[m] = "ready"
+            except (UnibindError, OSError, ValueError, ImportError, KeyError) as exc:
+                self.encoders[m] = f"unavailable: {exc}"
+                log.warning("%s queries are unavailable: %s", m, exc)
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, text: list[str], uploads: list[tuple[str, Path, str]], k: int,
+               modality: list[str] | None, balance: str | None, via_pairs: int,
+               tmp: Path | None = None) -> dict[str, Any]:
+        """A (possibly compositional) query; ``uploads`` are (declared kind, file, shown name).
+
+        ``tmp`` (the uploads' folder) is deleted when this returns, whatever happens."""
+        try:
+            files: dict[str, list[str]] = {"image": [], "audio": []}
+            shown: dict[str, list[str]] = {"image": [], "audio": []}
+            for declared, path, name in uploads:
+                kind = check_upload(path, declared, self.limits, name)
+                files[kind].append(str(path))
+                shown[kind].append(name)
+            given = {m: v for m, v in (("text", text), *files.items()) if v}
+            if not given:
+                raise ServeError("give at least one query: text, an image or a sound")
+            for m in given:
+                self._usable(m)
+            total = np.zeros(self.space.run.embed_dim, dtype=np.float64)
+            for m, items in given.items():
+                total += self.embed[m](items).sum(axis=0)
+            norm = np.linalg.norm(total)
+            if norm < 1e-12:
+                raise ServeError("the query inputs cancel out (zero vector)")
+            q = (total / norm).astype(np.float32)
+            scores, rows, mode = self.space.search_vectors(q[None], k, modality, balance,
+                                                           list(given), via_pairs)
+            query = {m: v for m, v in (("text", text), *shown.items()) if v}
+            return self._result(query, k, modality, mode, rows[0], scores[0])
+        except (ItemError, MediaError) as exc:
+            raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from exc
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def similar(self, item_id: str, k: int, modality: list[str] | None, balance: str | None,
+                via_pairs: int) -> dict[str, Any]:
+        """Items nearest to an indexed item (its own index vector is the query)."""
+        row = self.table.row(item_id)
+        qm = str(self.space.index.items.iloc[row]["modality"])
+        q = self.item_vector(row, qm)
+        scores, rows, mode = self.space.search_vectors(q[None], k + 1, modality, balance, [qm],
+                                                       via_pairs)
+        keep = rows[0] != row
+        return self._result({"item": [item_id]}, k, modality, mode, rows[0][keep][:k],
+                            scores[0][keep][:k])
+
+    def _result(self, query: dict, k: int, modality: list[str] | None, mode: str,
+                rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        """The dict ``Space.search`` (and ``unibind search --json``) returns."""
+        return {"query": query, "k": k, "modality": parse_modalities(modality) or
+                ordered(self.space.index.parts), "mode": mode,
+                "results": self.space.describe(rows, scores)}
+
+    def item_vector(self, row: int, modality: str) -> np.ndarray:
+        part = self.space.index.parts[modality]
+        local = int(np.flatnonzero(part.rows == row)[0])
+        if part.exact is not None:
+            return np.asarray(part.exact.x[local], dtype=np.float32)
+        try:
+            return part.faiss_index.reconstruct(local).astype(np.float32)
+        except RuntimeError:  # an index without a direct map: embed the item's raw input again
+            item = self.space.index.items.iloc[row]
+            raw = item["text"] if get_modality(modality).inline else item["path"]
+            return self.embed[modality]([raw])[0]
+
+    def _usable(self, modality: str) -> None:
+        state = self.encoders.get(modality)
+        if modality not in self.space.run.modalities:
+            raise ServeError(f"this run has no {modality} head; it embeds "
+                             f"{', '.join(self.space.run.modalities)}")
+        if state is not None and state != "ready":
+            raise ServeError(f"{modality} queries: the encoder is {state}", status=503)
+
+    # -- describing ----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        run, index = self.space.run, self.space.index
+        counts = index.items["modality"].value_counts()
+        metrics_path = Path(run.path) / "metrics.json"
+        metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+        headline = {key: metrics[key] for key in ("split", "cross_modal", "search")
+                    if key in metrics}
+        encoders = {}
+        for m, enc in run.encoders.items():
+            spec = enc.get("spec", {}) if isinstance(enc, dict) else {}
+            encoders[m] = {"backend": spec.get("backend"), "source": str(spec.get("source", "")),
+                           "fingerprint": str(enc.get("fingerprint", ""))[:12],
+                           "status": self.encoders.get(m, "not loaded")}
+        return {"run": str(run.path), "name": "/".join(Path(run.path).resolve().parts[-2:]),
+                "modalities": run.modalities, "embed_dim": run.embed_dim,
+                "items": {m: int(counts.get(m, 0)) for m in MODALITIES if m in counts},
+                "previews": {m: get_modality(m).preview for m in MODALITIES if m in counts},
+                "count": len(index), "center": bool(index.center),
+                "encoders": encoders, "metrics": headline,
+                "balance": {"default": self.space.default_mode(), "modes": list(MODES)},
+                "limits": self.limits.as_dict()}
