@@ -70,7 +70,8 @@ def test_unknown_names_list_the_allowed_values(synthetic_run: Path) -> None:
     out = str(synthetic_run / "out")
     line = _error_line(runner.invoke(app, ["extract", manifest, "--out", out,
                                            "--profile", "nope"]))
-    assert line == "error: unknown profile 'nope'; choose from seed, tiny, offline"
+    assert line == ("error: unknown profile 'nope'; choose from seed, tiny, offline, aligned, "
+                    "tiny-aligned")
     line = _error_line(runner.invoke(app, ["extract", manifest, "--out", out, "--dtype", "fp8"]))
     assert "unknown dtype 'fp8'" in line and "fp16" in line and "bf16" in line
     line = _error_line(runner.invoke(app, ["extract", manifest, "--out", out,

@@ -16,6 +16,7 @@ def _load_app() -> Any:
     # one module per command (group), registered on import; this order is the order of `--help`
     from unibind.cli import data, demo, extract, encoders, index, search  # noqa: F401,I001
     from unibind.cli import train, evaluate, tune, synthetic, plot, report, scale  # noqa: F401,I001
+    from unibind.cli import bind  # noqa: F401,I001
     from unibind.cli import serve  # noqa: F401
     from unibind.cli._app import app
 

@@ -19,17 +19,21 @@ def manifest_summary(path: Path) -> dict:
     table = read_manifest(path).table
     return {"out": str(path), "items": len(table),
             "modalities": table["modality"].value_counts().to_dict(),
-            "labels": int(table["label"].nunique())}
+            "labels": int(table.loc[table["label"].str.strip() != "", "label"].nunique()),
+            "unlabelled": int((table["label"].str.strip() == "").sum())}
 
 
 @data_app.command("folder")
-def folder(src: Path = typer.Argument(..., help="Folder laid out as SRC/<label>/<files>."),
+def folder(src: Path = typer.Argument(..., help="Any folder tree of images, audio, .txt files."),
            out: Path = typer.Option(None, "--out", help="Default SRC/manifest.parquet."),
+           labels: str = typer.Option("none", help="none: items without labels | dirs: "
+                                                   "SRC/<label>/<files>, subfolder = label."),
            as_json: bool = JSON_OPTION) -> None:
-    """Build a manifest from SRC/<label>/<files> (images, audio, .txt captions)."""
+    """Build a manifest from a folder tree (images, audio, .txt captions); files sharing a stem
+    in one folder share a group. Labels only with --labels dirs."""
     from unibind.data.folder import build_folder_manifest
 
-    emit(manifest_summary(build_folder_manifest(src, out)), as_json)
+    emit(manifest_summary(build_folder_manifest(src, out, labels=labels)), as_json)
 
 
 def _finish(summary: dict, as_json: bool) -> None:

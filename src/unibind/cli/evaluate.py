@@ -15,6 +15,9 @@ def evaluate(run: Path = RUN_ARG,
              features: Path = typer.Option(None, help="Features folder (default: the run's)."),
              allow_split_mismatch: bool = typer.Option(
                  False, help="Evaluate even if the features no longer give the run's split."),
+             versus: list[Path] = typer.Option(None, "--versus",
+                                               help="Other run(s) to show side by side on the "
+                                                    "same split (e.g. the bound run)."),
              as_json: bool = JSON_OPTION) -> None:
     """Held-out metrics: 3x3 query->target table, zero-shot, mixed-search shares, modality gap.
 
@@ -23,5 +26,5 @@ def evaluate(run: Path = RUN_ARG,
     from unibind.eval.evaluate import metrics_markdown
 
     metrics = run_evaluate(run, split=split, features=features,
-                           allow_split_mismatch=allow_split_mismatch)
+                           allow_split_mismatch=allow_split_mismatch, versus=versus)
     emit(metrics, as_json, metrics_markdown(metrics))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unibind.cli._app import FEATURES_ARG, JSON_OPTION, app, emit
+from unibind.cli._app import FEATURES_ARG, JSON_OPTION, app, emit, fail
 
 
 @app.command("train")
@@ -21,6 +21,9 @@ def train(features: Path = FEATURES_ARG,
           batch_size: int = typer.Option(None, min=2, help="Override the batch size (with "
                                          "--finetune: the fine-tuning batch size)."),
           positives: str = typer.Option(None, help="Override positives: instance | class."),
+          init: Path = typer.Option(None, "--init", help="Start from a bound run (`unibind "
+                                                          "bind`); keeps bound heads where "
+                                                          "they score better on validation."),
           finetune: bool = typer.Option(False, "--finetune",
                                         help="Train the encoders too, on raw inputs."),
           finetune_layers: int = typer.Option(None, min=0,
@@ -38,6 +41,8 @@ def train(features: Path = FEATURES_ARG,
     batch = {"finetune_batch_size" if finetune else "batch_size": batch_size}
     cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, positives=positives,
                    finetune_layers=finetune_layers, **batch)
+    if finetune and init is not None:
+        fail("--init and --finetune cannot be combined (yet)")
     if finetune:
         from unibind.train.finetune import finetune as run_finetune
         from unibind.util.runtime import pick_device
@@ -48,6 +53,7 @@ def train(features: Path = FEATURES_ARG,
         from unibind.train.fit import train as run_train
 
         summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
-                            threads=threads or 1)
+                            threads=threads or 1, init=init)
+    kept = f"; --init kept {summary['kept']}" if "kept" in summary else ""
     emit(summary, as_json, f"run -> {summary['run']} (epochs {summary['epochs']}, best "
-                           f"{summary['best_epoch']}, val mAP@10 {summary['val_mAP@10']})")
+                           f"{summary['best_epoch']}, val mAP@10 {summary['val_mAP@10']}{kept})")

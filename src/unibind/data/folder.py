@@ -1,4 +1,10 @@
-"""Build a manifest from ``SRC/<label>/<files>``."""
+"""Build a manifest from any folder tree of images, sounds and ``.txt`` captions.
+
+``labels="none"``: every file under SRC (recursively) is an item without a label; files that share
+a stem in the same folder (``beach.jpg``, ``beach.wav``, ``beach.txt``) share a ``group``.
+``labels="dirs"``: SRC/<label>/<files>, the top-level subfolder names the label (files directly
+in SRC are skipped); groups as above, within a label.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from unibind.modalities import IMAGE, get_modality, modality_names, modality_of_
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = IMAGE.extensions  # kept for callers of the old name
+LABEL_MODES = ("none", "dirs")
 
 
 def modality_of(path: Path) -> str | None:
@@ -22,41 +29,56 @@ def modality_of(path: Path) -> str | None:
     return modality_of_extension(path.suffix)
 
 
-def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike) -> pd.DataFrame:
-    """Rows for every media/text file under ``src/<label>/`` (recursively), paths relative to
-    ``relative_to``. Files that share a stem within a label share a ``group``."""
+def _row(file: Path, base: Path, root: Path, label: str) -> dict[str, str]:
+    rel = file.relative_to(root).as_posix()
+    stem = file.relative_to(root).with_suffix("").as_posix()
+    prefix = f"{label}/" if label else ""
+    modality = modality_of(file) or ""
+    row = {"id": prefix + rel, "modality": modality, "label": label, "group": prefix + stem,
+           "split": "", "path": os.path.relpath(file, base), "text": ""}
+    if get_modality(modality).inline:
+        row["text"] = file.read_text(encoding="utf-8", errors="replace").strip()
+        row["path"] = ""
+    return row
+
+
+def scan_folder(src: str | os.PathLike, relative_to: str | os.PathLike,
+                labels: str = "dirs") -> pd.DataFrame:
+    """Rows for every media/text file under ``src`` (see the module doc for ``labels``), paths
+    relative to ``relative_to``. Files that share a stem in one folder share a ``group``."""
+    if labels not in LABEL_MODES:
+        raise UsageError(f"labels {labels!r}: choose from {', '.join(LABEL_MODES)}")
     src, base = lexical(src), lexical(relative_to)  # symbolic links kept as written
     if not src.is_dir():
         raise InputNotFound(f"dataset folder not found: {src}")
+    roots = ([(p, p.name) for p in sorted(src.iterdir()) if p.is_dir()] if labels == "dirs"
+             else [(src, "")])
     rows, skipped = [], 0
-    for label_dir in sorted(p for p in src.iterdir() if p.is_dir()):
-        for file in sorted(p for p in label_dir.rglob("*") if p.is_file()):
-            modality = modality_of(file)
-            if modality is None:
+    for root, label in roots:
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            if modality_of(file) is None or file.name.startswith("."):
                 skipped += 1
                 continue
-            stem = file.relative_to(label_dir).with_suffix("").as_posix()
-            rel_path = os.path.relpath(file, base)
-            row = {"id": f"{label_dir.name}/{file.relative_to(label_dir).as_posix()}",
-                   "modality": modality, "label": label_dir.name,
-                   "group": f"{label_dir.name}/{stem}", "split": "", "path": rel_path, "text": ""}
-            if get_modality(modality).inline:
-                row["text"] = file.read_text(encoding="utf-8", errors="replace").strip()
-                row["path"] = ""
-            rows.append(row)
+            rows.append(_row(file, base, root, label))
     if skipped:
         log.info("skipped %d file(s) of unknown type under %s", skipped, src)
     if not rows:
         exts = sorted(e for m in modality_names() for e in get_modality(m).extensions)
+        where = f"{src}/<label>/" if labels == "dirs" else f"{src} (recursively)"
+        hint = (" (files directly in it are not read with --labels dirs; try --labels none)"
+                if labels == "dirs" else "")
         raise InputNotFound(f"no files of a known type ({' '.join(exts)}) found under "
-                           f"{src}/<label>/")
+                            f"{where}{hint}")
     return pd.DataFrame(rows)
 
 
-def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None = None,
+                          labels: str = "dirs") -> Path:
     """Scan ``src`` and write the manifest to ``out`` (default ``src/manifest.parquet``).
 
-    Paths are stored relative to the manifest's folder, which must contain ``src``."""
+    Paths are stored relative to the manifest's folder, which must contain ``src``.
+    ``labels``: "dirs" (SRC/<label>/<files>; the library default, as before) or "none" (any
+    tree, no labels; the CLI's default)."""
     if not Path(src).is_dir():
         raise InputNotFound(f"dataset folder not found: {src}")
     out = Path(out) if out else Path(src) / "manifest.parquet"
@@ -64,7 +86,7 @@ def build_folder_manifest(src: str | os.PathLike, out: str | os.PathLike | None 
         raise UsageError(f"the manifest must sit in {src} or a folder above it (its paths may not "
                          f"escape its folder); got --out {out}. Try --out {Path(src) / out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = scan_folder(src, out.parent)
+    table = scan_folder(src, out.parent, labels)
     log.info("%d items (%s) from %s", len(table),
              ", ".join(f"{m}: {n}" for m, n in table["modality"].value_counts().items()), src)
     return write_manifest(table, out)

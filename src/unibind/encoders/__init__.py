@@ -24,6 +24,8 @@ BACKENDS: dict[str, Any] = {
     "hf-text": "unibind.encoders.hf_text:HFTextEncoder",
     "hf-clip": "unibind.encoders.hf_clip:HFClipImageEncoder",
     "hf-clap": "unibind.encoders.hf_clap:HFClapAudioEncoder",
+    "hf-clip-text": "unibind.encoders.hf_text_tower:HFClipTextEncoder",
+    "hf-clap-text": "unibind.encoders.hf_text_tower:HFClapTextEncoder",
     "efficientnet-lite": "unibind.encoders.efficientnet:EfficientNetLiteEncoder",
     "aisfx": "unibind.encoders.aisfx_audio:AisfxAudioEncoder",
 }

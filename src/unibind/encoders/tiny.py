@@ -24,6 +24,8 @@ from transformers import (
     CLIPConfig,
     CLIPImageProcessorPil,
     CLIPModel,
+    CLIPTokenizer,
+    RobertaTokenizer,
 )
 
 from unibind.util.atomic import atomic_folder
@@ -46,6 +48,11 @@ TINY_CONFIGS = {
                               "depths": [1, 1], "num_attention_heads": [2, 2],
                               "hidden_size": 32, "enable_fusion": False,
                               "projection_hidden_size": 32}},
+    # text towers usable through a byte-level tokenizer (the tiny-aligned profile)
+    "clip_text_config": {**_SMALL, "vocab_size": 514, "max_position_embeddings": 32,
+                         "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513},
+    "clap_text_config": {**_SMALL, "vocab_size": 260, "max_position_embeddings": 40,
+                         "pad_token_id": 1},
     "clap_extractor": {"feature_size": 16, "sampling_rate": 48000, "hop_length": 480,
                        "max_length_s": 2, "fft_window_size": 1024},
 }
@@ -68,6 +75,13 @@ def _build_bert(folder: Path) -> None:
     model.save_pretrained(folder)
 
 
+def _byte_chars() -> list[str]:
+    """The 256 byte-level BPE symbols (GPT-2 / CLIP / RoBERTa byte-to-unicode map)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return list(bytes_to_unicode().values())
+
+
 def _build_clip(folder: Path) -> None:
     model = CLIPModel(CLIPConfig(**TINY_CONFIGS["clip"]))
     model.save_pretrained(folder)
@@ -82,11 +96,37 @@ def _build_clap(folder: Path) -> None:
     ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)
 
 
-BUILDERS = {"bert": _build_bert, "clip": _build_clip, "clap": _build_clap}
+def _build_clip_aligned(folder: Path) -> None:
+    """CLIP whose text tower is usable: a character-level CLIP tokenizer (no merges)."""
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
+    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32).save_pretrained(folder)
+    config = {**TINY_CONFIGS["clip"], "text_config": TINY_CONFIGS["clip_text_config"]}
+    CLIPModel(CLIPConfig(**config)).save_pretrained(folder)
+    size = TINY_CONFIGS["clip"]["vision_config"]["image_size"]
+    CLIPImageProcessorPil(size={"shortest_edge": size},
+                          crop_size={"height": size, "width": size}).save_pretrained(folder)
+
+
+def _build_clap_aligned(folder: Path) -> None:
+    """CLAP whose text tower is usable: a byte-level RoBERTa tokenizer without merges."""
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3} | {c: 4 + i for i, c in
+                                                              enumerate(_byte_chars())}
+    RobertaTokenizer(vocab=vocab, merges=[], mask_token="<unk>",
+                     model_max_length=38).save_pretrained(folder)
+    config = {**TINY_CONFIGS["clap"], "text_config": TINY_CONFIGS["clap_text_config"]}
+    ClapModel(ClapConfig(**config)).save_pretrained(folder)
+    ClapFeatureExtractor(**TINY_CONFIGS["clap_extractor"]).save_pretrained(folder)
+
+
+BUILDERS = {"bert": _build_bert, "clip": _build_clip, "clap": _build_clap,
+            "clip-aligned": _build_clip_aligned, "clap-aligned": _build_clap_aligned}
 
 
 def tiny_model_dir(arch: str, root: Path | None = None) -> Path:
-    """Folder of the tiny ``arch`` model ("bert", "clip", "clap"), built on first use."""
+    """Folder of the tiny ``arch`` model ("bert", "clip", "clap", and "clip-aligned" /
+    "clap-aligned" whose text towers have tokenizers), built on first use."""
     if arch not in BUILDERS:
         raise KeyError(f"no tiny model {arch!r}; have {sorted(BUILDERS)}")
     recipe = json.dumps({"arch": arch, "configs": TINY_CONFIGS}, sort_keys=True).encode()

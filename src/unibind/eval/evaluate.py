@@ -18,9 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
+from unibind.eval.compare import side_by_side, versus_markdown
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics
 from unibind.eval.zero_shot import zero_shot
+from unibind.features.splits import group_keys
 from unibind.features.store import Features
 from unibind.report.tables import fmt, pairs_table, shares_table, zero_shot_table
 from unibind.run.folder import Run
@@ -31,27 +36,72 @@ from unibind.util.jsonio import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+RELEVANCE = {
+    "label": "class level: same label",
+    "group": "pair level: same group (no labels; e.g. files sharing a stem)",
+    "none": "none: no labels and no groups linking modalities",
+}
+NOT_MEASURED = {
+    "group": ["class-level retrieval and zero-shot classification (need labels)"],
+    "none": ["retrieval quality, zero-shot classification and mixed-search shares (need labels "
+             "or groups linking modalities: `unibind data folder --labels dirs`, or files "
+             "sharing a stem)"],
+}
+
+
+def relevance_of(items: pd.DataFrame) -> str:
+    """What makes a result relevant in these items: ``label``, ``group`` or ``none``."""
+    if (items["label"].fillna("").astype(str).str.strip() != "").any():
+        return "label"
+    linked = items.groupby(group_keys(items))["modality"].nunique() > 1
+    return "group" if linked.any() else "none"
+
+
+def headless(run: Run, feats: Features) -> list[str]:
+    """Modalities the features hold but the run has no head for, and why."""
+    why = (run.info.get("bound") or {}).get("not_available", {})
+    return [f"{m}: {why.get(m, 'the run has no head for it')}" for m in feats.modalities
+            if m not in run.modalities]
+
+
 def evaluate(run_path: str | os.PathLike, split: str = "test",
              features: Features | str | os.PathLike | None = None,
              modes: tuple[str, ...] = MODES, write: bool = True, *,
-             allow_split_mismatch: bool = False) -> dict[str, Any]:
+             allow_split_mismatch: bool = False,
+             versus: list[str | os.PathLike] | None = None, compare_init: bool = True
+             ) -> dict[str, Any]:
     """Compute the run's metrics on ``split``; writes RUN/metrics.json + metrics.md (test split)
     or RUN/metrics-<split>.json/.md, unless ``write=False``. A split digest mismatch (possible
-    leak) raises unless ``allow_split_mismatch=True``."""
+    leak) raises unless ``allow_split_mismatch=True``.
+
+    ``versus``: other runs evaluated on the same split, shown side by side (a run trained with
+    ``--init`` is always compared with the bound run it started from)."""
     run = Run.load(run_path)
     feats = run.load_features(features)
     emb = run.embed(feats, split=split, allow_split_mismatch=allow_split_mismatch)
-    embs, labels = emb.vectors, emb.labels
-    pairs = pair_metrics(embs, labels)
-    zs, zs_note = zero_shot(run, feats, embs, labels)
+    relevance = relevance_of(feats.items)
+    embs = emb.vectors
+    if relevance == "label":
+        labels = emb.labels
+    elif relevance == "group":  # the key that decides relevance: the item's group
+        labels = {m: group_keys(emb.table(m)).astype(str).to_numpy() for m in embs}
+    else:
+        labels = {m: np.array([f"item{i}" for i in range(len(e))]) for m, e in embs.items()}
+    pairs = pair_metrics(embs, labels) if relevance != "none" else {}
+    zs, zs_note = (zero_shot(run, feats, embs, labels) if relevance == "label"
+                   else ({}, "skipped: needs labels"))
     calib = run.info.get("calibration_pairs") or {
         q: run.info.get("calibration", {}) for q in embs}
-    mixed = compare_modes(embs, labels, run.centers, calib, modes=modes) if len(embs) > 1 else {}
+    mixed = (compare_modes(embs, labels, run.centers, calib, modes=modes)
+             if len(embs) > 1 and relevance != "none" else {})
     per_target = cross_modal_mean(pairs, "R@10")
     check = recommend(mixed, per_target)["validation"] if mixed else {}
     metrics = {
         "split": split, "run": str(run.path), "head_digest": run.head_digest,
         "data_digest": run.info.get("data_digest"), "preset": run.info.get("preset"),
+        "made_by": run.info.get("made_by", "train"), "relevance": relevance,
+        "relevance_note": RELEVANCE[relevance],
+        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats),
         "n_items": {m: int(len(e)) for m, e in embs.items()},
         "pairs": pairs,
         "cross_modal": {k: cross_modal_mean(pairs, k) for k in ("R@1", "R@5", "R@10",
@@ -63,6 +113,13 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
         "modality_gap_centered": (modality_gap(apply_centers(embs, run.centers))["mean"]
                                   if run.centers else None),
     }
+    others = list(versus or [])
+    init = (run.info.get("init") or {}).get("run")
+    if (compare_init and init and Path(init).is_dir()
+            and all(Path(o).resolve() != Path(init) for o in others)):
+        others.insert(0, init)
+    if others and pairs:
+        metrics["versus"] = side_by_side(run, metrics, others, split)
     if write:
         stem = "metrics" if split == "test" else f"metrics-{split}"
         write_json_atomic(run.path / f"{stem}.json", metrics)
@@ -76,9 +133,11 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     cm, search = metrics["cross_modal"], metrics["search"]
     lines = [f"# Evaluation on the `{metrics['split']}` split", "",
              f"Items: {', '.join(f'{m} {n}' for m, n in metrics['n_items'].items())}; "
-             f"preset `{metrics.get('preset')}`.", ""]
+             f"preset `{metrics.get('preset')}`, made by `{metrics.get('made_by', 'train')}`.",
+             ""]
     pairs = pairs_table(metrics)
-    lines += [f"## {pairs.title}", "", pairs.markdown(), "",
+    lines += [f"## Query -> target (relevance {metrics.get('relevance_note', 'class level')})",
+              "", pairs.markdown(), "",
               f"Cross-modal mean: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
               f"mAP@10 {fmt(cm['mAP@10'])}.", "", "## Zero-shot classification", "",
               zero_shot_table(metrics).markdown() if metrics["zero_shot"]
@@ -90,6 +149,10 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
               f" Recommended mode: `{search.get('mode')}` (centre: {search.get('center')}).", "",
               f"Modality gap (mean centroid distance): {fmt(metrics['modality_gap'])} raw, "
               f"{fmt(metrics['modality_gap_centered'])} centred.", ""]
+    if metrics.get("not_measured"):
+        lines += ["Not measured: " + "; ".join(metrics["not_measured"]) + ".", ""]
+    if metrics.get("versus"):
+        lines += versus_markdown(metrics["versus"])
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ from unibind.features import local_engine, work
 from unibind.features.cache import FeatureCache, file_digest, text_digest
 from unibind.features.manifest import Manifest, read_manifest
 from unibind.features.media import DEFAULT_LIMITS, MediaLimits
-from unibind.features.store import save_features
+from unibind.features.store import VIEW_SEP, save_features
 from unibind.modalities import get_modality
 from unibind.util.runtime import cache_root, pick_device, pick_dtype
 
@@ -162,6 +162,11 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
     return result
 
 
+def _encoder_entry(r: ModalityResult) -> dict[str, Any]:
+    return {"spec": r.spec.to_dict(), "identity": identity(r.spec), "fingerprint": r.fingerprint,
+            "dim": r.dim}
+
+
 def _with_preprocess(spec: EncoderSpec, preprocess: str) -> EncoderSpec:
     if preprocess == "host" or spec.backend not in DEVICE_PREPROCESS:
         return spec
@@ -211,21 +216,27 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     table = manifest.table
     errors: dict[str, str] = {}
     results: dict[str, ModalityResult] = {}
+    views = {m: [k for k in specs if k.startswith(m + VIEW_SEP)] for m in manifest.modalities()}
     for modality in manifest.modalities():
         rows = table[table["modality"] == modality]
-        try:  # a hub id -> its commit, once, before any download
-            spec = pin(specs[modality])
-        except HubRevisionError as exc:
-            raise HubRevisionError(f"cannot load the {modality} encoder "
-                                   f"{specs[modality].source!r}: {exc}") from exc
-        results[modality] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
+        for key in [modality, *views[modality]]:  # views: a second encoder of the same items
+            try:  # a hub id -> its commit, once, before any download
+                spec = pin(specs[key])
+            except HubRevisionError as exc:
+                raise HubRevisionError(f"cannot load the {key} encoder "
+                                       f"{specs[key].source!r}: {exc}") from exc
+            results[key] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
     items, arrays = [], {}
-    for modality, res in results.items():
-        rows = table[(table["modality"] == modality) & table["id"].isin(res.vectors.keys())]
+    for modality in manifest.modalities():
+        keys = [modality, *views[modality]]
+        done = set.intersection(*(set(results[k].vectors) for k in keys))
+        rows = table[(table["modality"] == modality) & table["id"].isin(done)]
         if not len(rows):
             continue
         rows = rows.assign(row=np.arange(len(rows)))
-        arrays[modality] = np.stack([res.vectors[i] for i in rows["id"]]).astype(np.float32)
+        for key in keys:
+            arrays[key] = np.stack([results[key].vectors[i] for i in rows["id"]]
+                                   ).astype(np.float32)
         items.append(rows)
     error_rows = [_error(row, errors[row["id"]]) for _, row in table.iterrows()
                   if row["id"] in errors]
@@ -234,10 +245,9 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
         "manifest_digest": manifest.digest(),
         **({"allow_outside_paths": True} if allow_outside else {}),
         "profile": profile,
-        "encoders": {m: {"spec": r.spec.to_dict(), "identity": identity(r.spec),
-                         "fingerprint": r.fingerprint, "dim": r.dim}
-                     for m, r in results.items()},
-        "counts": {m: int(a.shape[0]) for m, a in arrays.items()},
+        "encoders": {m: _encoder_entry(r) for m, r in results.items() if VIEW_SEP not in m},
+        "views": {k: _encoder_entry(r) for k, r in results.items() if VIEW_SEP in k},
+        "counts": {m: int(a.shape[0]) for m, a in arrays.items() if VIEW_SEP not in m},
     }
     all_items = pd.concat(items, ignore_index=True) if items else table.head(0).assign(row=0)
     save_features(out, all_items, arrays, meta, error_rows)

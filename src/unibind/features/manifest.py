@@ -128,9 +128,6 @@ def validate(table: pd.DataFrame, root: Path, check_files: bool = True,
         kinds = sorted(set(table.loc[unknown, "modality"]))
         problems.append(f"unknown modality {kinds} (expected {list(MODALITIES)}): "
                         f"{_rows(table, unknown)}")
-    no_label = table["label"].str.strip() == ""
-    if no_label.any():
-        problems.append(f"empty label: {_rows(table, no_label)}")
     bad_split = (table["split"] != "") & ~table["split"].isin(SPLITS)
     if bad_split.any():
         problems.append(f"split must be one of {list(SPLITS)} or empty: {_rows(table, bad_split)}")

@@ -4,7 +4,9 @@ Layout of a features folder::
 
     features.json             encoder specs + identities + dims, manifest digest, counts
     items.parquet             manifest rows that were embedded, with ``row`` = row in its matrix
-    embeddings.safetensors    {modality: float32 [n_modality, dim_modality]}
+    embeddings.safetensors    {modality: float32 [n_modality, dim_modality]}; a modality embedded
+                              by several encoders also has one matrix per view, ``text@clip``,
+                              ``text@clap`` (rows as ``text``, which is the profile's main view)
     errors.jsonl              items that failed ({id, path, reason}), one JSON object per line
 
 This module imports no encoder: later stages read features only through it.
@@ -28,6 +30,7 @@ from unibind.util.atomic import atomic_folder, recover_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
+VIEW_SEP = "@"  # "text@clip": the text items embedded by a second encoder
 
 
 class FeaturesError(UnibindError, ValueError):
@@ -50,6 +53,35 @@ class Features:
     @property
     def dims(self) -> dict[str, int]:
         return {m: int(a.shape[1]) for m, a in self.arrays.items()}
+
+    @property
+    def views(self) -> dict[str, list[str]]:
+        """``{modality: [view names]}`` of matrices stored as ``modality@view``."""
+        out: dict[str, list[str]] = {}
+        for key in self.arrays:
+            if VIEW_SEP in key:
+                m, view = key.split(VIEW_SEP, 1)
+                out.setdefault(m, []).append(view)
+        return {m: sorted(v) for m, v in out.items()}
+
+    def with_views(self, views: dict[str, str] | None) -> Features:
+        """A copy whose ``modality`` matrix is the view named in ``views`` (``{"text": "clip"}``);
+        the view's encoder entry becomes the modality's. ``None``/empty: ``self``."""
+        if not views:
+            return self
+        arrays, encoders = dict(self.arrays), dict(self.meta.get("encoders", {}))
+        for m, view in views.items():
+            key = f"{m}{VIEW_SEP}{view}"
+            if key not in self.arrays:
+                raise FeaturesError(f"features {self.path or ''} hold no {key!r} matrix (views: "
+                                    f"{self.views.get(m, [])}); extract with a profile that "
+                                    "embeds it, e.g. --profile aligned")
+            arrays[m] = self.arrays[key]
+            entry = self.meta.get("views", {}).get(key)
+            if entry:
+                encoders[m] = entry
+        return Features(items=self.items, arrays=arrays,
+                        meta={**self.meta, "encoders": encoders}, path=self.path)
 
     def by_modality(self) -> dict[str, tuple[list[str], np.ndarray]]:
         """``{modality: (ids, matrix)}`` with ids in matrix row order."""
@@ -95,11 +127,14 @@ def _write_into(tmp: Path, items: pd.DataFrame, arrays: dict[str, np.ndarray],
 
 
 def _check_consistent(items: pd.DataFrame, arrays: dict[str, np.ndarray], where: Path) -> None:
-    for m in set(items["modality"]) | set(arrays):
+    for key in set(items["modality"]) | set(arrays):
+        m = key.split(VIEW_SEP, 1)[0]
         n_items = int((items["modality"] == m).sum())
-        n_rows = 0 if m not in arrays else arrays[m].shape[0]
+        n_rows = 0 if key not in arrays else arrays[key].shape[0]
         if n_items != n_rows:
-            raise FeaturesError(f"{where}: {m} has {n_items} items but {n_rows} vectors")
+            raise FeaturesError(f"{where}: {key} has {n_items} items but {n_rows} vectors")
+        if key != m:
+            continue
         if n_items:
             rows = np.sort(items.loc[items["modality"] == m, "row"].to_numpy())
             if not np.array_equal(rows, np.arange(n_items)):
@@ -132,6 +167,8 @@ def load_features(path: str | os.PathLike) -> Features:
     except ValueError as exc:
         raise FeaturesError(f"damaged features folder: {exc}") from exc
     meta["encoders"] = resolve_encoder_sources(meta.get("encoders", {}), path)
+    if meta.get("views"):
+        meta["views"] = resolve_encoder_sources(meta["views"], path)
     if meta.get("format") != FORMAT_VERSION:
         raise FeaturesError(f"{path}: features format {meta.get('format')} != {FORMAT_VERSION}")
     try:

@@ -100,14 +100,20 @@ class Run:
         return bool(self.info.get("search", {}).get("center")) and bool(self.centers)
 
     def load_features(self, features: Features | str | os.PathLike | None = None) -> Features:
-        """``features`` (a folder or Features), else the features the run was trained on."""
+        """``features`` (a folder or Features), else the features the run was trained on; a
+        modality the run reads from a view (``run.json`` ``views``, e.g. text@clip) gets it."""
         if isinstance(features, Features):
-            return features
+            return features.with_views(self.views)
         if features is None:
             if self.features_path is None:
                 raise RunError(f"run {self.path} records no features folder; pass one")
             features = self.features_path
-        return load_features(features)
+        return load_features(features).with_views(self.views)
+
+    @property
+    def views(self) -> dict[str, str]:
+        """``{modality: view}`` the heads read (e.g. ``{"text": "clip"}``); empty: the main."""
+        return dict(self.info.get("views") or {})
 
     @property
     def head_digest(self) -> str:
@@ -171,7 +177,9 @@ class Run:
             items = pd.DataFrame({"modality": [m for m, v in vectors.items() for _ in v],
                                   "row": [i for v in vectors.values() for i in range(len(v))]})
             return Embedded(items=items, vectors=vectors)
-        feats = self.load_features(data)
+        # a folder (or None) is read through load_features (views applied); a Features object
+        # is taken as given (e.g. items extracted with the run's own encoders)
+        feats = data if isinstance(data, Features) else self.load_features(data)
         shared = [m for m in feats.modalities if m in self.modalities]
         if split is not None:
             pick = self.split_mask(feats, split, allow_split_mismatch=allow_split_mismatch)

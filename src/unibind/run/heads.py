@@ -21,9 +21,44 @@ class HeadsConfig:
     dropout: float = 0.0
     logit_scale_init: float = 1 / 0.07
     logit_scale_max: float = 100.0
+    # per-modality head shape overriding hidden/dropout (bound runs, see ``unibind.train.bind``):
+    # {"kind": "linear", "normalize_input": true} or {"kind": "class-bridge", "classes": 1000}
+    kinds: dict[str, dict] = field(default_factory=dict)
 
 
-def _head(d_in: int, cfg: HeadsConfig) -> nn.Module:
+class InputNorm(nn.Module):
+    """L2-normalises its input: a head after it sees the direction only (cosine geometry)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, dim=-1)
+
+
+class ClassBridge(nn.Module):
+    """``x -> softmax(logits(x)) @ prototypes``: class probabilities as weights over one vector
+    per class (e.g. an ImageNet head's output over text embeddings of the class names)."""
+
+    def __init__(self, d_in: int, classes: int, embed_dim: int):
+        super().__init__()
+        self.logits = nn.Linear(d_in, classes)
+        self.prototypes = nn.Linear(classes, embed_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prototypes(self.logits(x).softmax(dim=-1))
+
+
+def _kind_head(d_in: int, cfg: HeadsConfig, modality: str, kind: dict) -> nn.Module:
+    if kind.get("kind") == "class-bridge":
+        return ClassBridge(d_in, int(kind["classes"]), cfg.embed_dim)
+    if kind.get("kind") == "linear":
+        linear = nn.Linear(d_in, cfg.embed_dim)
+        return nn.Sequential(InputNorm(), linear) if kind.get("normalize_input") else linear
+    raise ValueError(f"unknown head kind {kind.get('kind')!r} for {modality}")
+
+
+def _head(d_in: int, cfg: HeadsConfig, modality: str = "") -> nn.Module:
+    kind = cfg.kinds.get(modality)
+    if kind:
+        return _kind_head(d_in, cfg, modality, kind)
     if cfg.hidden <= 0:
         return nn.Linear(d_in, cfg.embed_dim)
     return nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
@@ -36,7 +71,7 @@ class Heads(nn.Module):
     def __init__(self, cfg: HeadsConfig):
         super().__init__()
         self.cfg = cfg
-        self.proj = nn.ModuleDict({m: _head(d, cfg) for m, d in cfg.dims.items()})
+        self.proj = nn.ModuleDict({m: _head(d, cfg, m) for m, d in cfg.dims.items()})
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
 
     @property

@@ -62,15 +62,17 @@ def torch_threads(n: int | None):
 
 
 def fit(features: Features, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
-        threads: int | None = 1, base: TrainConfig | None = None) -> FitResult:
+        threads: int | None = 1, base: TrainConfig | None = None,
+        heads: Heads | None = None) -> FitResult:
     """Train heads on the training split (``train.loop.fit_loop`` over the stored features).
 
     ``threads``: torch intra-op threads while training (``None``: leave as is). One thread is
     fastest for small heads on a busy CPU and makes the float sums thread-count independent.
     The caller's torch thread count and random state are the same afterwards.
-    ``base``: the preset ``cfg`` came from; fine-tuning fields changed from it are refused."""
+    ``base``: the preset ``cfg`` came from; fine-tuning fields changed from it are refused.
+    ``heads``: start from these (e.g. a bound run's, ``train --init``) instead of new ones."""
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
-        return fit_loop(features, cfg, FeatureStep(features), seed, split_seed, base)
+        return fit_loop(features, cfg, FeatureStep(features), seed, split_seed, base, heads)
 
 
 def preset_base(preset_name: str) -> TrainConfig | None:
@@ -97,10 +99,18 @@ def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str
 
 def train(features: Features | str | os.PathLike, out: str | os.PathLike,
           preset_name: str = "default", config: TrainConfig | None = None, seed: int = 0,
-          split_seed: int = 0, threads: int | None = 1) -> dict[str, Any]:
-    """Train heads on ``features`` and write a run folder at ``out``; returns a summary."""
+          split_seed: int = 0, threads: int | None = 1,
+          init: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train heads on ``features`` and write a run folder at ``out``; returns a summary.
+
+    ``init``: a bound run (``unibind bind``) to start from; see ``unibind.train.warm_start``."""
+    from unibind.train.warm_start import check_trainable, train_from_bound
+
     feats = features if isinstance(features, Features) else load_features(features)
     cfg = config or preset(preset_name)
+    if init is not None:
+        return train_from_bound(feats, init, out, preset_name, cfg, seed, split_seed, threads)
+    cfg = check_trainable(feats, cfg)
     res = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
               base=preset_base(preset_name))
     stats = space_stats(res.heads, feats, res.split)

@@ -144,10 +144,12 @@ def validation_map(heads: Heads, feats: Features, mask: np.ndarray, step: Embedd
 
 
 def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int = 0,
-             split_seed: int = 0, base: TrainConfig | None = None) -> FitResult:
+             split_seed: int = 0, base: TrainConfig | None = None,
+             init: Heads | None = None) -> FitResult:
     """Train heads (and whatever ``step`` trains) on the training split; early stopping on
     validation cross-modal mAP@10. ``base``: the preset ``cfg`` came from, to refuse fields the
-    step's path would ignore (``train.config.check_config``)."""
+    step's path would ignore (``train.config.check_config``); ``init``: heads to start from
+    (default: new ones, ``make_heads``)."""
     check_config(cfg, step.path, base)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -160,7 +162,7 @@ def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int =
         raise TrainingError(f"only {trip.n_groups} training group(s): nothing to contrast")
     dev = step.device
     labels = torch.from_numpy(trip.labels.copy()).to(dev)
-    heads = make_heads(feats, cfg).to(dev)
+    heads = (make_heads(feats, cfg) if init is None else init).to(dev)
     groups = [{"params": [p for p in heads.parameters() if p.requires_grad], "lr": cfg.lr},
               *[g for g in step.param_groups(cfg) if g["params"]]]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

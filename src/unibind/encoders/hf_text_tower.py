@@ -1,0 +1,59 @@
+"""Text backends over the text towers of CLIP and CLAP: projected text features.
+
+``hf-clip-text`` gives ``CLIPTextModelWithProjection``'s ``text_embeds`` (768-d for ViT-L/14),
+``hf-clap-text`` gives ``ClapTextModelWithProjection``'s (512-d for larger_clap_general): the text
+side of each model's joint space, so that a caption's vector is directly comparable (cosine) with
+the same checkpoint's image (``hf-clip``) or audio (``hf-clap``) vectors. Both towers load from a
+full two-tower checkpoint (the other tower's weights are skipped). Texts are truncated to what the
+model's positions allow (CLIP: 77 tokens; CLAP/RoBERTa: 512).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, ClapTextModelWithProjection, CLIPTextModelWithProjection
+
+from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.towers import ProjectedTower, load_tower
+
+
+class _TextTower(ProjectedTower, Encoder):
+    modality = "text"
+    model_cls: type = CLIPTextModelWithProjection
+    position_offset = 0  # positions a model reserves (RoBERTa: padding_idx + 1)
+
+    def _load_model(self) -> torch.nn.Module:
+        kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(self.spec.source, **kwargs)
+        model = load_tower(self.model_cls, self.spec.source, "text_config", kwargs)
+        limit = int(model.config.max_position_embeddings) - self.position_offset
+        self.max_length = min(int(self.spec.options.get("max_length", limit)), limit,
+                              int(self.tokenizer.model_max_length))
+        return model
+
+    def load(self, item: Any) -> str:
+        if not isinstance(item, str) or not item.strip():
+            raise ItemError(item, "empty text")
+        return item
+
+    def sort_key(self, decoded: str) -> int:
+        return -len(decoded)
+
+    def forward(self, decoded: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(decoded), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        batch = self.to_device({k: v for k, v in batch.items()
+                                if k in ("input_ids", "attention_mask")})
+        return self.model(**batch).text_embeds
+
+
+class HFClipTextEncoder(_TextTower):
+    model_cls = CLIPTextModelWithProjection
+
+
+class HFClapTextEncoder(_TextTower):
+    model_cls = ClapTextModelWithProjection
+    position_offset = 2
