@@ -115,8 +115,9 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
         if owned:  # a Service handed in belongs to the caller
             service.close()
 
-    app = FastAPI(title="unibind", version="1", lifespan=lifespan,
+    app = FastAPI(title="unibind", version="1", lifespan=lifespan, docs_url=None,
                   description="Search one embedding space of text, images and sound.")
+    _mount_docs(app)
     app.state.service = service
     app.add_middleware(BodyLimit, limits=limits)
 
@@ -232,6 +233,33 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the ``swagger-ui-bundle`` package's files: no CDN, works
+    offline. Without that package, ``/docs`` says where the spec is instead of failing silently."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        if swagger_ui_path is None:
+            return HTMLResponse("<p>Interactive docs need the <code>swagger-ui-bundle</code> "
+                                "package (<code>pip install 'unibind[serve]'</code>); the spec "
+                                "is at <a href='/openapi.json'>/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title="unibind API", swagger_js_url="/docs-assets/"
+                                   "swagger-ui-bundle.js", swagger_css_url="/docs-assets/"
+                                   "swagger-ui.css", swagger_favicon_url="/docs-assets/"
+                                   "favicon-32x32.png")
+
+    if swagger_ui_path is not None:
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs")
 
 
 def _same(given: str, token: str) -> bool:
