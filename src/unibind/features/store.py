@@ -26,8 +26,8 @@ from safetensors.numpy import load_file, save_file
 
 from unibind.errors import UnibindError
 from unibind.modalities import MODALITIES
-from unibind.util.atomic import atomic_folder, recover_folder
-from unibind.util.jsonio import read_json, write_json_atomic
+from unibind.util.atomic import atomic_folder
+from unibind.util.jsonio import read_artifact_meta, write_json_atomic
 
 FORMAT_VERSION = 1
 VIEW_SEP = "@"  # "text@clip": the text items embedded by a second encoder
@@ -156,16 +156,8 @@ def resolve_encoder_sources(encoders: dict[str, Any], base: Path) -> dict[str, A
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features folder written by ``save_features`` (e.g. by ``unibind extract``)."""
     path = Path(path)
-    recover_folder(path)
-    needed = ["features.json", "items.parquet", "embeddings.safetensors"]
-    absent = [n for n in needed if not (path / n).is_file()]
-    if absent:
-        raise FeaturesError(f"{path} is not a features folder (missing {', '.join(absent)}); "
-                            "create one with `unibind extract`")
-    try:
-        meta = read_json(path / "features.json")
-    except ValueError as exc:
-        raise FeaturesError(f"damaged features folder: {exc}") from exc
+    meta = read_artifact_meta(path, ["features.json", "items.parquet", "embeddings.safetensors"],
+                              FeaturesError, "a features", "create one with `unibind extract`")
     meta["encoders"] = resolve_encoder_sources(meta.get("encoders", {}), path)
     if meta.get("views"):
         meta["views"] = resolve_encoder_sources(meta["views"], path)

@@ -27,9 +27,9 @@ from unibind.features.splits import SPLITS, check_split
 from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.embed import Embedded, embed_items, project
 from unibind.run.heads import Heads, HeadsConfig
-from unibind.util.atomic import atomic_folder, recover_folder
+from unibind.util.atomic import atomic_folder
 from unibind.util.digests import sha256_file
-from unibind.util.jsonio import from_dict, read_json, to_dict, write_json_atomic
+from unibind.util.jsonio import from_dict, read_artifact_meta, to_dict, write_json_atomic
 
 CENTER_PREFIX = "center."
 FORMAT = 1  # run.json "format"; runs written before the field existed are format 1
@@ -51,14 +51,8 @@ class Run:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Run:
         path = Path(path)
-        recover_folder(path)
-        if not (path / "run.json").is_file() or not (path / "heads.safetensors").is_file():
-            raise RunError(f"{path} is not a run folder (needs run.json and heads.safetensors); "
-                           "create one with `unibind train`")
-        try:
-            info = read_json(path / "run.json")
-        except ValueError as exc:
-            raise RunError(f"damaged run folder: {exc}") from exc
+        info = read_artifact_meta(path, ["run.json", "heads.safetensors"], RunError, "a run",
+                                  "create one with `unibind train` or `unibind bind`")
         if info.get("format", 1) != FORMAT:
             raise RunError(f"{path}: run format {info.get('format')!r} != {FORMAT} (written by "
                            "another unibind version); retrain with `unibind train`")

@@ -29,10 +29,10 @@ from safetensors.numpy import save_file
 from unibind.features.store import Features, load_features
 from unibind.modalities import MODALITIES
 from unibind.run.folder import Run
-from unibind.search.parts import Part, SpaceIndexError, choose_factory
+from unibind.search.parts import Part, SpaceIndexError, choose_factory, wanted_modalities
 from unibind.search.stores import VectorStore, create_store, is_store_uri, open_store
-from unibind.util.atomic import atomic_folder, recover_folder
-from unibind.util.jsonio import read_json, write_json_atomic
+from unibind.util.atomic import atomic_folder
+from unibind.util.jsonio import read_artifact_meta, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,8 @@ class SpaceIndex:
                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{modality: (scores [nq, k], global rows [nq, k])}`` for the chosen modalities."""
         q = np.atleast_2d(np.asarray(q, dtype=np.float32))
-        wanted = modalities or self.modalities
-        unknown = [m for m in wanted if m not in self.parts]
-        if unknown:
-            raise SpaceIndexError(f"the index holds no {', '.join(unknown)} items "
-                              f"(it has {', '.join(self.modalities) or 'nothing'})")
-        return {m: self.parts[m].search(q, k) for m in wanted}
+        return {m: self.parts[m].search(q, k)
+                for m in wanted_modalities(modalities, self.modalities)}
 
     def add(self, items: pd.DataFrame, vectors: dict[str, np.ndarray]) -> int:
         """Append items (rows of ``items`` per modality, in ``vectors`` row order)."""
@@ -179,14 +175,8 @@ def _budget(meta: dict[str, Any]) -> float:
 def load_index(path: str | os.PathLike) -> SpaceIndex:
     """Read an index folder written by ``build_index`` / ``SpaceIndex.save``."""
     path = Path(path)
-    recover_folder(path)
-    if not (path / "index.json").is_file():
-        raise SpaceIndexError(f"{path} is not an index folder (no index.json); "
-                          "create one with `unibind index RUN`")
-    try:
-        meta = read_json(path / "index.json")
-    except ValueError as exc:
-        raise SpaceIndexError(f"damaged index folder: {exc}") from exc
+    meta = read_artifact_meta(path, ["index.json"], SpaceIndexError, "an index",
+                              "create one with `unibind index RUN`")
     if meta.get("format") != FORMAT:
         raise SpaceIndexError(f"{path}: index format {meta.get('format')} != {FORMAT}")
     try:

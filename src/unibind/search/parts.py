@@ -25,6 +25,17 @@ class SpaceIndexError(UnibindError, ValueError):
     """An index that is missing or inconsistent."""
 
 
+def wanted_modalities(modalities: list[str] | None, held: list[str]) -> list[str]:
+    """The modalities a search asks for (all held ones by default); ones the index lacks are an
+    error naming what it has."""
+    wanted = modalities or held
+    unknown = [m for m in wanted if m not in held]
+    if unknown:
+        raise SpaceIndexError(f"the index holds no {', '.join(unknown)} items "
+                              f"(it has {', '.join(held) or 'nothing'})")
+    return wanted
+
+
 def choose_factory(n: int, dim: int, budget_bytes: float) -> str:
     """Index type for ``n`` vectors of ``dim`` within a memory budget (autofaiss-style).
 

@@ -59,3 +59,20 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
 
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
     return from_dict(cls, read_json(path))
+
+
+def read_artifact_meta(path: Path, needed: list[str], error: type[Exception], kind: str,
+                       hint: str) -> dict[str, Any]:
+    """Open an artifact folder (features, run, index): undo an interrupted swap, check that the
+    ``needed`` files exist and read the first one (its JSON metadata). Missing files or damaged
+    JSON raise ``error`` naming the folder and ``hint`` (how to create one)."""
+    from unibind.util.atomic import recover_folder
+
+    recover_folder(path)
+    absent = [n for n in needed if not (path / n).is_file()]
+    if absent:
+        raise error(f"{path} is not {kind} folder (missing {', '.join(absent)}); {hint}")
+    try:
+        return read_json(path / needed[0])
+    except ValueError as exc:
+        raise error(f"damaged {kind.split()[-1]} folder: {exc}") from exc

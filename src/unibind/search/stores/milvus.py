@@ -309,14 +309,10 @@ class MilvusIndex:
     def search(self, q: np.ndarray, k: int, modalities: list[str] | None = None
                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{modality: (scores [nq, k], global rows [nq, k])}``, one filtered search each."""
-        from unibind.search.parts import SpaceIndexError
+        from unibind.search.parts import wanted_modalities
 
         q = np.atleast_2d(np.asarray(q, dtype=np.float32))
-        wanted = modalities or self.modalities
-        unknown = [m for m in wanted if m not in self.modalities]
-        if unknown:
-            raise SpaceIndexError(f"the index holds no {', '.join(unknown)} items "
-                                  f"(it has {', '.join(self.modalities) or 'nothing'})")
+        wanted = wanted_modalities(modalities, self.modalities)
         params = {"metric_type": "IP", "params": self.meta["store"].get("search_params", {})}
         limit = min(k + TIE_MARGIN, MAX_TOPK)
         out = {}
