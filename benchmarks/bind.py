@@ -21,8 +21,8 @@ import numpy as np
 from unibind.eval.evaluate import evaluate, load_run_features, project_items, split_mask
 from unibind.eval.metrics import pair_metrics
 from unibind.run.folder import Run
-from unibind.train.bind import bind
-from unibind.train.fit import train
+from unibind.training.bind import bind
+from unibind.training.fit import train
 
 
 def random_images(run_path: Path, seeds: int = 5) -> dict[str, dict[str, float]]:

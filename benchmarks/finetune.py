@@ -1,6 +1,6 @@
 """Fine-tuning speed and memory: steps/s and peak memory per precision / checkpointing / batch.
 
-Each configuration runs ``unibind.train.finetune.finetune`` in a fresh subprocess on the same
+Each configuration runs ``unibind.training.finetune.finetune`` in a fresh subprocess on the same
 synthetic labelled media (tiny models by default, ``--profile offline`` for the offline encoders)
 and reports optimizer steps per second of the fit (validation included, model loading and run
 writing excluded) and peak memory: ``torch.cuda.max_memory_allocated`` on CUDA, the process's
@@ -38,8 +38,8 @@ def one(args: argparse.Namespace) -> dict:
 
     from unibind.data.folder import build_folder_manifest
     from unibind.features.extract import extract
-    from unibind.train.config import override, preset
-    from unibind.train.finetune import finetune
+    from unibind.training.config import override, preset
+    from unibind.training.finetune import finetune
     from unibind.util.runtime import pick_device
 
     steps = {"n": 0}

@@ -23,9 +23,9 @@ from unibind.eval.calibration import apply_centers, compare_modes, modality_cent
 from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
 from unibind.report.tables import Table
 from unibind.run.embed import embed_items
-from unibind.train.config import PRESETS, override, preset
-from unibind.train.fit import fit
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import PRESETS, override, preset
+from unibind.training.fit import fit
+from unibind.training.synthetic import SyntheticSpec, generate
 
 DEFAULT = preset("default")
 VARIANTS = {

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from unibind.report.tables import Table
-from unibind.train.config import override, preset
-from unibind.train.fit import fit, torch_threads
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import override, preset
+from unibind.training.fit import fit, torch_threads
+from unibind.training.synthetic import SyntheticSpec, generate
 
 
 def features(triplets: int):

@@ -20,8 +20,8 @@ def build_tiny_run(root: Path) -> Path:
     from unibind.eval.evaluate import evaluate
     from unibind.features.extract import extract
     from unibind.search.index import build_index
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     make_media_folder(root / "data", per_label=3)
     manifest = build_folder_manifest(root / "data", root / "manifest.parquet")

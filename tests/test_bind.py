@@ -20,8 +20,8 @@ from unibind.features.extract import extract
 from unibind.features.media import load_audio
 from unibind.features.store import load_features
 from unibind.run.folder import Run
-from unibind.train.bind import BindError, bind
-from unibind.train.bridge import fit_bridge
+from unibind.training.bind import BindError, bind
+from unibind.training.bridge import fit_bridge
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +186,8 @@ def test_data_folder_labels_only_when_asked(media_folder: Path):
 
 def test_train_init_never_below_bound(aligned: Path):
     from unibind.eval.evaluate import evaluate
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     cfg = override(preset("default"), epochs=4)
     summary = train(aligned / "features", aligned / "init", config=cfg,
@@ -228,7 +228,7 @@ def test_index_add_and_search_on_a_clip_pivot_run(aligned: Path, tmp_path: Path)
 
 
 def test_choose_keeps_the_best_candidate_at_or_above_the_floor():
-    from unibind.train.warm_start import choose
+    from unibind.training.warm_start import choose
 
     def pairs(ti: float, it: float, ta: float) -> dict:
         return {"text->image": {"mAP@10": ti}, "image->text": {"mAP@10": it},
@@ -245,8 +245,8 @@ def test_choose_keeps_the_best_candidate_at_or_above_the_floor():
 
 def test_unlabelled_grouped_data_trains_with_instance_positives():
     from unibind.features.store import features_from_arrays
-    from unibind.train.config import preset
-    from unibind.train.warm_start import check_trainable
+    from unibind.training.config import preset
+    from unibind.training.warm_start import check_trainable
 
     feats = features_from_arrays({"text": np.ones((3, 4)), "image": np.ones((3, 4))},
                                  {"text": [""] * 3, "image": [""] * 3},

@@ -13,7 +13,7 @@ from PIL import Image
 from unibind.features.extract import extract
 from unibind.features.manifest import write_manifest
 from unibind.run.folder import Run
-from unibind.train.bind import bind
+from unibind.training.bind import bind
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the photo")
 PROMPTS = ["a cup of coffee", "a dog barking", "a red sports car", "a church bell ringing",

@@ -101,7 +101,7 @@ def test_failed_items_exit_1(tmp_path: Path) -> None:
 
 
 def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import unibind.train.synthetic as synthetic
+    import unibind.training.synthetic as synthetic
 
     def broken(spec):  # noqa: ANN001, ANN202
         return {}["a key a bug forgot"]
@@ -111,7 +111,7 @@ def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert isinstance(res.exception, KeyError) and res.exit_code == 1
     assert "error:" not in res.output
     # the installed entry point prints the traceback (a subprocess, as users run it)
-    code = ("import sys, unibind.train.synthetic as s; "
+    code = ("import sys, unibind.training.synthetic as s; "
             "s.generate = lambda spec: {}['a key a bug forgot']; "
             "from unibind.cli import main; sys.argv = ['unibind', 'synthetic', sys.argv[1]]; "
             "main()")

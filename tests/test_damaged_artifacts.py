@@ -13,9 +13,9 @@ from unibind.features.store import FeaturesError, load_features, save_features
 from unibind.run.folder import Run, RunError
 from unibind.search.index import build_index, load_index
 from unibind.search.parts import SpaceIndexError
-from unibind.train.config import override, preset
-from unibind.train.fit import train
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import override, preset
+from unibind.training.fit import train
+from unibind.training.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")

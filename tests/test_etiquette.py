@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from unibind.train.config import override, preset
-from unibind.train.fit import fit
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import override, preset
+from unibind.training.fit import fit
+from unibind.training.synthetic import SyntheticSpec, generate
 
 from .test_plot import clustered_run
 

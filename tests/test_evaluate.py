@@ -13,8 +13,8 @@ from unibind.eval.evaluate import evaluate
 from unibind.features.splits import SplitError
 from unibind.features.store import load_features, save_features
 from unibind.run.folder import RunError
-from unibind.train.fit import train
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.fit import train
+from unibind.training.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from unibind.encoders import load_encoder, resolve_profile
 from unibind.eval.evaluate import evaluate
 from unibind.features.store import load_features
 from unibind.run.folder import Run
-from unibind.train.config import override, preset
-from unibind.train.finetune import finetune, layer_list, set_trainable
+from unibind.training.config import override, preset
+from unibind.training.finetune import finetune, layer_list, set_trainable
 
 from .conftest import tiny_features
 
@@ -115,7 +115,7 @@ def test_finetuned_run_can_be_moved(tuned, tmp_path):
 
 
 def test_bf16_autocast_and_checkpointing_options(tmp_path):
-    from unibind.train.finetune import autocast_dtype, enable_checkpointing
+    from unibind.training.finetune import autocast_dtype, enable_checkpointing
 
     assert autocast_dtype(torch.device("cpu")) is None  # auto: fp32 off CUDA
     assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16

@@ -13,11 +13,11 @@ import pytest
 from unibind.encoders import load_encoder
 from unibind.errors import UnibindError
 from unibind.features.store import load_features
-from unibind.train.config import FIELD_PATHS, PATHS, ConfigError, TrainConfig, override, preset
-from unibind.train.finetune import Backbones, finetune, item_inputs, set_trainable
-from unibind.train.fit import fit, train
-from unibind.train.loop import FeatureStep, TrainingError, batch_bounds, fit_loop
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import FIELD_PATHS, PATHS, ConfigError, TrainConfig, override, preset
+from unibind.training.finetune import Backbones, finetune, item_inputs, set_trainable
+from unibind.training.fit import fit, train
+from unibind.training.loop import FeatureStep, TrainingError, batch_bounds, fit_loop
+from unibind.training.synthetic import SyntheticSpec, generate
 
 from .conftest import tiny_features
 

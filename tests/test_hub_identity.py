@@ -26,8 +26,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 EXTRACT = textwrap.dedent("""
     import json, sys
     from unibind.features.extract import extract
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
     from unibind.search.index import build_index
     manifest, root = sys.argv[1], sys.argv[2]
     s = extract(manifest, root + "/features", profile="tiny", overrides={"text": sys.argv[3]},

@@ -139,8 +139,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny-profile run trained on 2 of 3 labels; the manifest of all three."""
     from unibind.data.folder import build_folder_manifest
     from unibind.features.extract import extract
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     root = tmp_path_factory.mktemp("tiny-index")
     make_media_folder(root / "data", per_label=4)

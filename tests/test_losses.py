@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unibind.train.losses import info_nce, mse_to_mean, pair_name, positives_mask, total_loss
+from unibind.training.losses import info_nce, mse_to_mean, pair_name, positives_mask, total_loss
 
 
 def _unit(n, d=6, seed=0):

@@ -44,8 +44,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Lite store; ``full`` is the manifest with the bell items (for ``index add``)."""
     from unibind.data.folder import build_folder_manifest
     from unibind.features.extract import extract
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     root = tmp_path_factory.mktemp("tiny-milvus")
     make_media_folder(root / "data", per_label=4)

@@ -119,8 +119,8 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
     from unibind.run.folder import Run
     from unibind.search.index import build_index
     from unibind.search.space import Space
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     assert list(MODALITIES) == ["text", "image", "audio", "vector"]
     data = make_media_folder(tmp_path / "data", per_label=3)

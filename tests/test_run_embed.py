@@ -11,9 +11,9 @@ import pytest
 from unibind.errors import UsageError
 from unibind.features.store import save_features
 from unibind.run.folder import Run, RunError
-from unibind.train.config import override, preset
-from unibind.train.fit import train
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.config import override, preset
+from unibind.training.fit import train
+from unibind.training.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")
@@ -72,5 +72,5 @@ def test_bad_requests_are_refused(run_and_feats):
 
 def test_evaluate_does_not_import_the_synthetic_generator():
     code = ("import sys, unibind.eval.evaluate; "
-            "assert 'unibind.train.synthetic' not in sys.modules, 'imported'")
+            "assert 'unibind.training.synthetic' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

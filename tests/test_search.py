@@ -21,8 +21,8 @@ from .conftest import make_media_folder
 def run_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unibind.data.folder import build_folder_manifest
     from unibind.features.extract import extract
-    from unibind.train.config import override, preset
-    from unibind.train.fit import train
+    from unibind.training.config import override, preset
+    from unibind.training.fit import train
 
     root = tmp_path_factory.mktemp("tiny-search")
     make_media_folder(root / "data", per_label=3)

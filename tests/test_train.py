@@ -11,10 +11,10 @@ import torch
 from unibind.eval.metrics import pair_metrics
 from unibind.run.embed import embed_items
 from unibind.run.folder import Run
-from unibind.train.batches import Triplets
-from unibind.train.config import PRESETS, config_from_json, override, preset
-from unibind.train.fit import fit, train
-from unibind.train.synthetic import SyntheticSpec, generate
+from unibind.training.batches import Triplets
+from unibind.training.config import PRESETS, config_from_json, override, preset
+from unibind.training.fit import fit, train
+from unibind.training.synthetic import SyntheticSpec, generate
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from unibind.cli import app
 from unibind.features.store import save_features
-from unibind.train.config import TrainConfig, load_train_config
-from unibind.train.synthetic import SyntheticSpec, generate
-from unibind.train.tune import balance_penalty, tune
+from unibind.training.config import TrainConfig, load_train_config
+from unibind.training.synthetic import SyntheticSpec, generate
+from unibind.training.tune import balance_penalty, tune
 
 
 def test_tune_writes_a_config_train_accepts(tmp_path):

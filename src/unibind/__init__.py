@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = ["extract", "train", "evaluate", "build_index", "Space", "load_features", "Run",
            "UnibindError", "__version__"]
 
-_EXPORTS = {"extract": "unibind.features.extract", "train": "unibind.train.fit",
+_EXPORTS = {"extract": "unibind.features.extract", "train": "unibind.training.fit",
             "evaluate": "unibind.eval.evaluate", "build_index": "unibind.search.index",
             "Space": "unibind.search.space", "load_features": "unibind.features.store",
             "Run": "unibind.run.folder"}

@@ -15,7 +15,7 @@ def synthetic(out: Path = typer.Argument(..., help="Features folder to write."),
               seed: int = typer.Option(0), as_json: bool = JSON_OPTION) -> None:
     """Write a synthetic features folder (class-structured, with a modality gap) for trials."""
     from unibind.features.store import save_features
-    from unibind.train.synthetic import SyntheticSpec, generate
+    from unibind.training.synthetic import SyntheticSpec, generate
 
     feats = generate(SyntheticSpec(n_classes=classes, groups_per_class=groups_per_class,
                                    seed=seed))

@@ -33,8 +33,8 @@ def train(features: Path = FEATURES_ARG,
                                                          "1, fine-tuning torch's default)."),
           as_json: bool = JSON_OPTION) -> None:
     """Train per-modality heads into one space on FEATURES' training split; write a run."""
-    from unibind.train.config import load_train_config, override
-    from unibind.train.config import preset as get_preset
+    from unibind.training.config import load_train_config, override
+    from unibind.training.config import preset as get_preset
 
     base = get_preset(preset)
     cfg = load_train_config(config, base) if config else base
@@ -44,13 +44,13 @@ def train(features: Path = FEATURES_ARG,
     if finetune and init is not None:
         fail("--init and --finetune cannot be combined (yet)")
     if finetune:
-        from unibind.train.finetune import finetune as run_finetune
+        from unibind.training.finetune import finetune as run_finetune
         from unibind.util.runtime import pick_device
 
         summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
                                device=pick_device(device), threads=threads)
     else:
-        from unibind.train.fit import train as run_train
+        from unibind.training.fit import train as run_train
 
         summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
                             threads=threads or 1, init=init)

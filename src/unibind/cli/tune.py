@@ -19,7 +19,7 @@ def tune(features: Path = FEATURES_ARG,
          seed: int = typer.Option(0), timeout: float = typer.Option(None, help="Seconds."),
          as_json: bool = JSON_OPTION) -> None:
     """Search lr, D, temperature, pair weights, positives and MSE weight on validation data."""
-    from unibind.train.tune import tune as run_tune
+    from unibind.training.tune import tune as run_tune
 
     summary = run_tune(features, trials=trials, out=out, base=base, seed=seed, epochs=epochs,
                        timeout=timeout)

@@ -97,9 +97,9 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
     from unibind.report.plots import plot_run
     from unibind.search.index import build_index
     from unibind.search.space import Space
-    from unibind.train.config import override
-    from unibind.train.config import preset as get_preset
-    from unibind.train.fit import train
+    from unibind.training.config import override
+    from unibind.training.config import preset as get_preset
+    from unibind.training.fit import train
 
     out = Path(out) if out else default_out()
     out.mkdir(parents=True, exist_ok=True)

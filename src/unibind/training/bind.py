@@ -33,7 +33,7 @@ from unibind.features.splits import assign_splits
 from unibind.features.store import Features, load_features
 from unibind.run.folder import save_run
 from unibind.run.heads import Heads, HeadsConfig
-from unibind.train.bridge import Bridge, fit_bridge
+from unibind.training.bridge import Bridge, fit_bridge
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def bind(features: Features | str | os.PathLike, out: str | os.PathLike,
          generic_sentences: bool = True, split_seed: int = 0, val: float = 0.1,
          test: float = 0.2, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write a bound run at ``out`` (see the module doc); returns a summary."""
-    from unibind.train.fit import data_digest, space_stats
+    from unibind.training.fit import data_digest, space_stats
 
     feats = features if isinstance(features, Features) else load_features(features)
     scheme = scheme_of(feats)

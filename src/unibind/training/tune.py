@@ -18,8 +18,8 @@ from typing import Any
 from unibind.errors import UsageError
 from unibind.eval.calibration import MAX_R10_DROP, MAX_SHARE_DEV
 from unibind.features.store import Features, load_features
-from unibind.train.config import TrainConfig, override, pair_names, preset
-from unibind.train.fit import fit, space_stats
+from unibind.training.config import TrainConfig, override, pair_names, preset
+from unibind.training.fit import fit, space_stats
 from unibind.util.jsonio import to_dict, write_json_atomic
 
 log = logging.getLogger(__name__)

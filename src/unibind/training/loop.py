@@ -25,9 +25,9 @@ from unibind.features.splits import assign_splits
 from unibind.features.store import Features
 from unibind.run.embed import embed_items
 from unibind.run.heads import Heads, HeadsConfig
-from unibind.train.batches import Triplets
-from unibind.train.config import TrainConfig, check_config
-from unibind.train.losses import total_loss
+from unibind.training.batches import Triplets
+from unibind.training.config import TrainConfig, check_config
+from unibind.training.losses import total_loss
 
 log = logging.getLogger(__name__)
 

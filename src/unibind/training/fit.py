@@ -29,8 +29,8 @@ from unibind.features.store import Features, load_features
 from unibind.run.embed import embed_items
 from unibind.run.folder import save_run
 from unibind.run.heads import Heads
-from unibind.train.config import PRESETS, TrainConfig, preset
-from unibind.train.loop import FeatureStep, FitResult, fit_loop
+from unibind.training.config import PRESETS, TrainConfig, preset
+from unibind.training.loop import FeatureStep, FitResult, fit_loop
 from unibind.util.jsonio import to_dict
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,8 @@ def train(features: Features | str | os.PathLike, out: str | os.PathLike,
           init: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train heads on ``features`` and write a run folder at ``out``; returns a summary.
 
-    ``init``: a bound run (``unibind bind``) to start from; see ``unibind.train.warm_start``."""
-    from unibind.train.warm_start import check_trainable, train_from_bound
+    ``init``: a bound run (``unibind bind``) to start from; see ``unibind.training.warm_start``."""
+    from unibind.training.warm_start import check_trainable, train_from_bound
 
     feats = features if isinstance(features, Features) else load_features(features)
     cfg = config or preset(preset_name)

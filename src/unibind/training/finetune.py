@@ -27,9 +27,9 @@ from unibind.features.manifest import read_manifest
 from unibind.features.store import Features, FeaturesError, load_features, save_features
 from unibind.modalities import get_modality
 from unibind.run.folder import save_run
-from unibind.train.config import TrainConfig, check_config, preset
-from unibind.train.fit import preset_base, run_info, space_stats, torch_threads
-from unibind.train.loop import fit_loop
+from unibind.training.config import TrainConfig, check_config, preset
+from unibind.training.fit import preset_base, run_info, space_stats, torch_threads
+from unibind.training.loop import fit_loop
 
 log = logging.getLogger(__name__)
 PREPROCESSORS = ("tokenizer", "processor", "extractor", "feature_extractor")
