@@ -20,8 +20,32 @@ from unibind.errors import UsageError
 POOLINGS = ("pooler", "cls", "mean")
 
 
-class HFTextEncoder(Encoder):
+class TextItems:
+    """What every tokenizer-based text backend shares: items are non-empty strings, sorted by
+    length, tokenised in ``collate`` (extraction's workers, off the main loop). Needs
+    ``self.tokenizer`` and ``self.max_length``; ``token_keys`` keeps only the inputs the model
+    takes (None: all the tokenizer returns)."""
+
     modality = "text"
+    token_keys: tuple[str, ...] | None = None
+
+    def load(self, item: Any) -> str:
+        if not isinstance(item, str) or not item.strip():
+            raise ItemError(item, "empty text")
+        return item
+
+    def sort_key(self, decoded: str) -> int:
+        return -len(decoded)
+
+    def collate(self, decoded: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise (the fast tokenizer releases the GIL: done in extraction's workers)."""
+        batch = self.tokenizer(list(decoded), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        keys = self.token_keys or tuple(batch)
+        return {k: batch[k] for k in keys if k in batch}
+
+
+class HFTextEncoder(TextItems, Encoder):
 
     def _load_model(self) -> torch.nn.Module:
         self.pooling = self.spec.options.get("pooling", "pooler")
@@ -46,18 +70,6 @@ class HFTextEncoder(Encoder):
     def config_dim(cls, spec: EncoderSpec) -> int | None:
         return local_config_value(spec, "hidden_size")
 
-    def load(self, item: Any) -> str:
-        if not isinstance(item, str) or not item.strip():
-            raise ItemError(item, "empty text")
-        return item
-
-    def sort_key(self, decoded: str) -> int:
-        return -len(decoded)
-
-    def collate(self, decoded: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenise (the fast tokenizer releases the GIL: done in extraction's workers)."""
-        return dict(self.tokenizer(list(decoded), padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt"))
 
     def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = self.to_device(batch)

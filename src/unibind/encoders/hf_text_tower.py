@@ -10,18 +10,16 @@ model's positions allow (CLIP: 77 tokens; CLAP/RoBERTa: 512).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from transformers import AutoTokenizer, ClapTextModelWithProjection, CLIPTextModelWithProjection
 
-from unibind.encoders.base import Encoder, ItemError
+from unibind.encoders.base import Encoder
+from unibind.encoders.hf_text import TextItems
 from unibind.encoders.towers import ProjectedTower, load_tower
 
 
-class _TextTower(ProjectedTower, Encoder):
-    modality = "text"
+class _TextTower(TextItems, ProjectedTower, Encoder):
+    token_keys = ("input_ids", "attention_mask")
     model_cls: type = CLIPTextModelWithProjection
     position_offset = 0  # positions a model reserves (RoBERTa: padding_idx + 1)
 
@@ -34,20 +32,8 @@ class _TextTower(ProjectedTower, Encoder):
                               int(self.tokenizer.model_max_length))
         return model
 
-    def load(self, item: Any) -> str:
-        if not isinstance(item, str) or not item.strip():
-            raise ItemError(item, "empty text")
-        return item
-
-    def sort_key(self, decoded: str) -> int:
-        return -len(decoded)
-
-    def forward(self, decoded: Sequence[str]) -> torch.Tensor:
-        batch = self.tokenizer(list(decoded), padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
-        batch = self.to_device({k: v for k, v in batch.items()
-                                if k in ("input_ids", "attention_mask")})
-        return self.model(**batch).text_embeds
+    def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**self.to_device(batch)).text_embeds
 
 
 class HFClipTextEncoder(_TextTower):
