@@ -76,3 +76,74 @@ def test_compaction_waits_for_readers(tmp_path: Path) -> None:
         assert compactor.poll() is None  # blocked on the lock
         assert len(list(cache.folder.glob("*.safetensors"))) == 3
     assert compactor.communicate(timeout=60)[0].split() == ["1"]
+
+
+
+EXTRACTOR = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import unibind.features.cache as cache_mod
+    from unibind.features.extract import extract
+    manifest, out, cache_dir, role, flag = sys.argv[1:6]
+    flag = Path(flag)
+    if role == "compactor":                       # compacts every shard once its run is done
+        cache_mod.COMPACT_ABOVE = 1
+        while not (flag / "ready").exists():
+            time.sleep(0.02)
+    else:                                         # reads its cache hits after the compaction
+        original = cache_mod.FeatureCache.get_many
+        def get_many(self, digests):
+            (flag / "ready").touch()              # shard map built, hits not read yet
+            deadline = time.time() + 120
+            while not (flag / "go").exists() and time.time() < deadline:
+                time.sleep(0.02)
+            return original(self, digests)
+        cache_mod.FeatureCache.get_many = get_many
+    extract(manifest, out, profile="tiny", cache_dir=cache_dir, batch_size=1, workers=1,
+            device="cpu")
+    if role == "compactor":
+        (flag / "go").touch()
+    print("ok")
+""")
+
+
+def test_two_extractions_share_one_cache_while_one_compacts(tmp_path: Path):
+    """Issue 10.4 end to end: two real `extract` processes over overlapping manifests and one
+    cache. The reader builds its shard map over 30 cached items, then the other process computes
+    its items and compacts every shard (deleting the ones the reader's map points at) before the
+    reader reads its hits. Both succeed and every item matches a clean extraction."""
+    import pandas as pd
+
+    from unibind.features.extract import extract
+    from unibind.features.manifest import write_manifest
+    from unibind.features.store import load_features
+
+    def manifest(name: str, ids: range) -> str:
+        table = pd.DataFrame({"id": [f"t{i}" for i in ids], "modality": "text",
+                              "text": [f"sentence {i} about a barking dog" for i in ids],
+                              "label": "x"})
+        return str(write_manifest(table, tmp_path / f"{name}.jsonl"))
+
+    cache, flag = tmp_path / "cache", tmp_path / "flags"
+    flag.mkdir()
+    extract(manifest("seed", range(30)), tmp_path / "seed", profile="tiny", cache_dir=cache,
+            batch_size=1, device="cpu")
+    seeded = set(cache.rglob("*.safetensors"))
+    assert len(seeded) == 30
+    procs = {role: subprocess.Popen(
+        [sys.executable, "-c", EXTRACTOR, manifest(role, ids), str(tmp_path / role), str(cache),
+         role, str(flag)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for role, ids in (("reader", range(10, 40)), ("compactor", range(25, 55)))}
+    for role, p in procs.items():
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0 and out.strip().endswith("ok"), f"{role}: {err[-2000:]}"
+    assert not seeded & set(cache.rglob("*.safetensors"))  # compacted under the reader's map
+
+    extract(manifest("all", range(55)), tmp_path / "ref", profile="tiny",
+            cache_dir=tmp_path / "clean-cache", device="cpu")
+    want = dict(zip(*load_features(tmp_path / "ref").by_modality()["text"]))
+    for role in procs:
+        ids, vectors = load_features(tmp_path / role).by_modality()["text"]
+        assert len(ids) == 30
+        for item, vec in zip(ids, vectors):
+            np.testing.assert_allclose(vec, want[item], atol=1e-5, err_msg=f"{role} {item}")
