@@ -29,7 +29,13 @@ from safetensors.numpy import save_file
 from unibind.features.store import Features, load_features
 from unibind.modalities import MODALITIES
 from unibind.run.folder import Run
-from unibind.search.parts import Part, SpaceIndexError, choose_factory, wanted_modalities
+from unibind.search.parts import (
+    Part,
+    SpaceIndexError,
+    additions,
+    choose_factory,
+    wanted_modalities,
+)
 from unibind.search.stores import VectorStore, create_store, is_store_uri, open_store
 from unibind.util.atomic import atomic_folder
 from unibind.util.jsonio import read_artifact_meta, write_json_atomic
@@ -127,17 +133,14 @@ class SpaceIndex:
     def add(self, items: pd.DataFrame, vectors: dict[str, np.ndarray]) -> int:
         """Append items (rows of ``items`` per modality, in ``vectors`` row order)."""
         added = 0
-        for m in MODALITIES:
-            if m not in vectors or not len(vectors[m]):
-                continue
-            new = items[items["modality"] == m].reset_index(drop=True)
+        for m, new, vecs in additions(items, vectors):
             rows = np.arange(len(self.items), len(self.items) + len(new))
             self.items = pd.concat([self.items, new[list(META_COLUMNS)]], ignore_index=True)
             if m in self.parts:
-                self.parts[m].add(vectors[m], rows)
+                self.parts[m].add(vecs, rows)
             else:
-                factory = choose_factory(len(new), vectors[m].shape[1], _budget(self.meta))
-                self.parts[m] = Part.build(factory, vectors[m], rows)
+                factory = choose_factory(len(new), vecs.shape[1], _budget(self.meta))
+                self.parts[m] = Part.build(factory, vecs, rows)
             added += len(new)
         self.meta["count"] = len(self.items)
         return added

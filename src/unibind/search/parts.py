@@ -6,14 +6,17 @@ builds, searches and extends it, mapping local ids to the index's global rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import pandas as pd
 
 from unibind.errors import UnibindError
+from unibind.modalities import MODALITIES
 from unibind.search.knn import ExactKNN
 
 EXACT = "Flat"
@@ -34,6 +37,20 @@ def wanted_modalities(modalities: list[str] | None, held: list[str]) -> list[str
         raise SpaceIndexError(f"the index holds no {', '.join(unknown)} items "
                               f"(it has {', '.join(held) or 'nothing'})")
     return wanted
+
+
+def additions(items: pd.DataFrame, vectors: dict[str, np.ndarray],
+              error: type[SpaceIndexError] = SpaceIndexError
+              ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray]]:
+    """What an index ``add`` appends, per modality in registry order: the modality's rows of
+    ``items`` (renumbered from 0) and their vectors; a count mismatch is an error."""
+    for m in MODALITIES:
+        if m not in vectors or not len(vectors[m]):
+            continue
+        new = items[items["modality"] == m].reset_index(drop=True)
+        if len(new) != len(vectors[m]):
+            raise error(f"{m}: {len(new)} items but {len(vectors[m])} vectors")
+        yield m, new, vectors[m]
 
 
 def choose_factory(n: int, dim: int, budget_bytes: float) -> str:

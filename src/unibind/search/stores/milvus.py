@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from unibind.modalities import MODALITIES
+from unibind.search.parts import additions, wanted_modalities
 from unibind.search.stores import StoreError, StoreURI
 
 log = logging.getLogger(__name__)
@@ -309,8 +310,6 @@ class MilvusIndex:
     def search(self, q: np.ndarray, k: int, modalities: list[str] | None = None
                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{modality: (scores [nq, k], global rows [nq, k])}``, one filtered search each."""
-        from unibind.search.parts import wanted_modalities
-
         q = np.atleast_2d(np.asarray(q, dtype=np.float32))
         wanted = wanted_modalities(modalities, self.modalities)
         params = {"metric_type": "IP", "params": self.meta["store"].get("search_params", {})}
@@ -336,17 +335,12 @@ class MilvusIndex:
     def add(self, items: pd.DataFrame, vectors: dict[str, np.ndarray]) -> int:
         """Append items (rows of ``items`` per modality, in ``vectors`` row order)."""
         added = 0
-        for m in MODALITIES:
-            if m not in vectors or not len(vectors[m]):
-                continue
-            new = items[items["modality"] == m].reset_index(drop=True)
-            if len(new) != len(vectors[m]):
-                raise StoreError(f"{m}: {len(new)} items but {len(vectors[m])} vectors")
+        for m, new, vecs in additions(items, vectors, StoreError):
             new = new.assign(**{c: new[c].fillna("").astype(str) if c in new else ""
                                 for c in FIELD_BYTES})[list(FIELD_BYTES)]
             _check_lengths(new)
             start = len(self)
-            vecs = np.ascontiguousarray(vectors[m], dtype=np.float32)
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
             records = new.to_dict("records")
             with _translate(self.uri, f"inserting {m} items"):
                 for lo in range(0, len(new), INSERT_BATCH):
