@@ -137,7 +137,7 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
 
             size = DEFAULT_BATCH if opts.batch_size == "auto" else int(opts.batch_size)
             new, failed = ray_engine.encode_ray(spec, work.plan_batches(planned, size),
-                                                cache_dir, opts)
+                                                cache_dir, result.fingerprint, opts)
             cache = FeatureCache(cache_dir, result.fingerprint)  # shards written by actors
             if new:
                 result.dim = int(next(iter(new.values())).shape[0])

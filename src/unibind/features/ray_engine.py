@@ -12,6 +12,7 @@ a killed run, so a rerun computes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,6 @@ import numpy as np
 import torch
 
 from unibind.encoders import Encoder, EncoderSpec, load_encoder
-from unibind.encoders.spec import fingerprint
 from unibind.errors import UsageError
 from unibind.features import work
 from unibind.features.cache import FeatureCache
@@ -30,12 +30,17 @@ from unibind.util.runtime import pick_device, pick_dtype
 
 log = logging.getLogger(__name__)
 
-_PREPROCESSORS: dict[str, Encoder] = {}  # per worker process: fingerprint -> encoder on CPU
+_PREPROCESSORS: dict[str, Encoder] = {}  # per worker process: spec -> encoder on CPU
+
+
+def _key(spec: dict[str, Any]) -> str:
+    """A cheap per-process key for a spec (its fingerprint would hash the weights every batch)."""
+    return json.dumps(spec, sort_keys=True, default=str)
 
 
 def _preprocessor(spec: dict[str, Any]) -> Encoder:
     """The encoder used for decoding in this worker process (built once per process)."""
-    key = fingerprint(EncoderSpec.from_dict(spec))
+    key = _key(spec)
     if key not in _PREPROCESSORS:
         _PREPROCESSORS[key] = load_encoder(spec, device=torch.device("cpu"))
     return _PREPROCESSORS[key]
@@ -52,14 +57,14 @@ def _prepare(row: dict[str, Any], spec: dict[str, Any], pin_memory: bool,
 class _Forward:
     """Actor: one encoder on its device; forwards prepared batches and writes cache shards."""
 
-    def __init__(self, spec: dict[str, Any], cache_dir: str, device: str, dtype: str | None,
-                 threads: int):
+    def __init__(self, spec: dict[str, Any], cache_dir: str, fp: str, device: str,
+                 dtype: str | None, threads: int):
         torch.set_num_threads(threads)  # this actor's own process: its share of the node
         dev = pick_device(device)
         self.encoder = load_encoder(spec, device=dev, dtype=pick_dtype(dev, dtype))
         if dev.type == "cpu" and self.encoder.dtype == torch.float32:  # Ray may fuse the
-            _PREPROCESSORS.setdefault(fingerprint(self.encoder.spec), self.encoder)  # decode here
-        self.cache = FeatureCache(cache_dir, fingerprint(EncoderSpec.from_dict(spec)))
+            _PREPROCESSORS.setdefault(_key(spec), self.encoder)  # decode here
+        self.cache = FeatureCache(cache_dir, fp)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids, reasons = [], []
@@ -97,9 +102,10 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
 
 
 def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
-               cache_dir: str | os.PathLike, opts: Any) -> tuple[dict[str, np.ndarray],
-                                                                  dict[str, str]]:
-    """Run the planned batches on a Ray cluster; (vectors, errors) keyed by item id, as
+               cache_dir: str | os.PathLike, fp: str, opts: Any
+               ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Run the planned batches on a Ray cluster, writing shards into the cache ``fp`` (the
+    spec's fingerprint, computed once by the caller); (vectors, errors) keyed by item id, as
     ``local_engine.encode_local`` returns them."""
     if not batches:
         return {}, {}
@@ -125,11 +131,11 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
         ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu,
                                          "limits": opts.limits}, num_cpus=0.5)
         ds = ds.map_batches(_Forward, batch_size=1, compute=ActorPoolStrategy(size=actors),
-                            fn_constructor_args=(spec_dict, str(Path(cache_dir)), device, dtype,
-                                                 threads), **resources)
+                            fn_constructor_args=(spec_dict, str(Path(cache_dir)), fp, device,
+                                                 dtype, threads), **resources)
         status = ds.take_all()
     errors = {r["id"]: r["reason"] for r in status if r["reason"]}
     digests = {w[0]: w[1] for b in batches for w in b}
     done = [r["id"] for r in status if not r["reason"]]
-    found = FeatureCache(cache_dir, fingerprint(spec)).get_many(digests[i] for i in done)
+    found = FeatureCache(cache_dir, fp).get_many(digests[i] for i in done)
     return {i: found[digests[i]] for i in done if digests[i] in found}, errors
