@@ -52,7 +52,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     full = build_folder_manifest(root / "data", root / "all.parquet")
     table = pd.read_parquet(full)
     table[table["label"] != "bell"].to_parquet(root / "part.parquet", index=False)
-    extract(root / "part.parquet", root / "features", profile="tiny")
+    # its own feature cache: vectors cached by other tests' batches would shift near-ties
+    extract(root / "part.parquet", root / "features", profile="tiny", cache_dir=root / "cache")
     train(root / "features", root / "run", config=override(preset("default"), epochs=2))
     build_index(root / "run", factory="Flat")
     uri = f"milvus://{root}/store.db"
@@ -135,10 +136,11 @@ def test_index_add_equals_faiss_add(tiny: dict[str, Path], tmp_path: Path):
     uri = f"milvus://{tmp_path}/grow.db"
     build_index(tiny["run"], out=tmp_path / "grown", factory="Flat")
     build_index(tiny["run"], store=uri)
-    f = add_items(tiny["run"], tiny["full"], index_path=tmp_path / "grown")
-    s = add_items(tiny["run"], tiny["full"], index_path=uri)
+    cache = tiny["root"] / "cache"
+    f = add_items(tiny["run"], tiny["full"], index_path=tmp_path / "grown", cache_dir=cache)
+    s = add_items(tiny["run"], tiny["full"], index_path=uri, cache_dir=cache)
     assert s["added"] == f["added"] == 12 and s["count"] == f["count"]
-    assert add_items(tiny["run"], tiny["full"], index_path=uri)["added"] == 0
+    assert add_items(tiny["run"], tiny["full"], index_path=uri, cache_dir=cache)["added"] == 0
     run = Run.load(tiny["run"])
     folder, store = open_index(run, tmp_path / "grown"), open_index(run, uri)
     assert store.items["id"].tolist() == folder.items["id"].tolist()
