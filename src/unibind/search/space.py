@@ -176,10 +176,14 @@ class Space:
             return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
         per = self.index.search(q, k, mods)
         calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
-        pool = {m: self.index.pool_sizes()[m] for m in per}
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
-                                     calibration=calibration, pool_sizes=pool)
+                                     calibration=calibration, pool_sizes=self._pools(per))
         return scores, rows, mode
+
+    def _pools(self, per: dict[str, Any]) -> dict[str, int]:
+        """Pool size of each searched modality (what the balanced merge shares slots by)."""
+        sizes = self.index.pool_sizes()
+        return {m: sizes[m] for m in per}
 
     def _search_via_pairs(self, q: np.ndarray, k: int, mods: list[str] | None, mode: str,
                           query_modalities: list[str], anchors: int
@@ -200,8 +204,7 @@ class Space:
                                self._calibration(query_modalities), self._members)
         # expanded scores are standardised already: "calibrated" merges them as they are
         merge_mode = "balanced" if mode == "balanced" else "none"
-        scores, _, rows = merge_topk(per, k, merge_mode,
-                                     pool_sizes={m: self.index.pool_sizes()[m] for m in per})
+        scores, _, rows = merge_topk(per, k, merge_mode, pool_sizes=self._pools(per))
         return scores, rows, f"{'balanced' if mode == 'balanced' else 'calibrated'}+pairs"
 
     def describe(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
