@@ -126,6 +126,30 @@ def test_space_search_and_pair_expansion_match(tiny: dict[str, Path]):
         assert f["mode"] == s["mode"]
 
 
+def test_the_service_works_the_same_on_a_store(tiny: dict[str, Path]):
+    """The HTTP service over a Milvus store answers searches and similar-item searches like the
+    same run's faiss folder (the store's own vectors feed /similar)."""
+    pytest.importorskip("fastapi", reason="the service needs the serve extra")
+    from fastapi.testclient import TestClient
+
+    from unibind.serve.app import create_app
+
+    answers = []
+    for index in (None, tiny["uri"]):
+        with TestClient(create_app(Space.load(tiny["run"], index))) as client:
+            found = client.post("/api/search", json={"text": "a dog barking", "k": 6})
+            assert found.status_code == 200, found.text
+            first = found.json()["results"][0]["id"]
+            similar = client.post(f"/api/items/{first}/similar", json={"k": 5})
+            assert similar.status_code == 200, similar.text
+            answers.append([found.json(), similar.json()])
+    for f, s in zip(*answers):
+        assert f["modality"] == s["modality"] and f["mode"] == s["mode"]
+        assert [r["id"] for r in f["results"]] == [r["id"] for r in s["results"]]
+        np.testing.assert_allclose([r["score"] for r in f["results"]],
+                                   [r["score"] for r in s["results"]], atol=1e-5)
+
+
 def test_store_of_another_run_is_refused(tiny: dict[str, Path], tmp_path: Path):
     other = synthetic_run(tmp_path)
     with pytest.raises(IndexMismatch, match="head digest"):

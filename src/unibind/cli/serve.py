@@ -16,7 +16,9 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
           host: str = typer.Option("127.0.0.1", "--host",
                                    help="Interface to bind (default: this machine only)."),
           port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
-          index: Path = typer.Option(None, "--index", help="Index folder (default: RUN/index)."),
+          index: str = typer.Option(None, "--index", "--store",
+                                    help="Index folder (default: RUN/index) or a store URI "
+                                         "(milvus://PATH.db, http://HOST:19530)."),
           token: str = typer.Option(None, "--token", envvar="UNIBIND_TOKEN",
                                     help="Require `Authorization: Bearer TOKEN` on /api."),
           max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001,
@@ -49,7 +51,7 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
     start_server(run, host, port, index=index, token=token, limits=limits, log_level=log_level)
 
 
-def start_server(run: Path, host: str = "127.0.0.1", port: int = 8000, index: Path | None = None,
+def start_server(run: Path, host: str = "127.0.0.1", port: int = 8000, index: str | None = None,
                  token: str | None = None, limits: object | None = None,
                  log_level: str = "info") -> None:
     """Load RUN once and serve it with uvicorn until interrupted (also `unibind demo --serve`)."""

@@ -114,6 +114,17 @@ class SpaceIndex:
     def pool_sizes(self) -> dict[str, int]:
         return {m: p.ntotal for m, p in self.parts.items()}
 
+    def vector(self, row: int) -> np.ndarray | None:
+        """The stored vector of one item (None when its part keeps no reconstructable copy)."""
+        part = self.parts[str(self.items.iloc[row]["modality"])]
+        local = int(np.flatnonzero(part.rows == row)[0])
+        if part.exact is not None:
+            return np.asarray(part.exact.x[local], dtype=np.float32)
+        try:
+            return part.faiss_index.reconstruct(local).astype(np.float32)
+        except RuntimeError:  # an index without a direct map
+            return None
+
     def lookup(self, rows: np.ndarray) -> pd.DataFrame:
         """Metadata of some rows, in the given order."""
         return self.items.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)

@@ -234,9 +234,14 @@ class Space:
         q, qmods = self.query_vector(**given)
         scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
         query = {m: [str(x) for x in v] for m, v in given.items()}
+        return self.result(query, k, modality, mode, rows[0], scores[0])
+
+    def result(self, query: dict[str, list[str]], k: int, modality: str | list[str] | None,
+               mode: str, rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        """The result dict of one query (what ``search``, ``unibind search --json`` and the
+        HTTP service return)."""
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                self.index.modalities, "mode": mode,
-                "results": self.describe(rows[0], scores[0])}
+                self.index.modalities, "mode": mode, "results": self.describe(rows, scores)}
 
 
 def format_results(result: dict[str, Any]) -> str:

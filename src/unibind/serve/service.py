@@ -22,9 +22,9 @@ import numpy as np
 from unibind.encoders.base import ItemError
 from unibind.errors import UnibindError
 from unibind.features.media import MediaError
-from unibind.modalities import MODALITIES, get_modality, ordered
+from unibind.modalities import MODALITIES, get_modality
 from unibind.search.merge import MODES
-from unibind.search.space import Space, parse_modalities
+from unibind.search.space import Space
 from unibind.serve.batching import Batcher
 from unibind.serve.limits import ServeError, ServeLimits, check_upload
 from unibind.serve.media import ItemTable, Thumbnails
@@ -99,7 +99,7 @@ class Service:
             scores, rows, mode = self.space.search_vectors(q[None], k, modality, balance,
                                                            list(given), via_pairs)
             query = {m: v for m, v in (("text", text), *shown.items()) if v}
-            return self._result(query, k, modality, mode, rows[0], scores[0])
+            return self.space.result(query, k, modality, mode, rows[0], scores[0])
         except (ItemError, MediaError) as exc:
             raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from exc
         finally:
@@ -115,27 +115,17 @@ class Service:
         scores, rows, mode = self.space.search_vectors(q[None], k + 1, modality, balance, [qm],
                                                        via_pairs)
         keep = rows[0] != row
-        return self._result({"item": [item_id]}, k, modality, mode, rows[0][keep][:k],
-                            scores[0][keep][:k])
-
-    def _result(self, query: dict, k: int, modality: list[str] | None, mode: str,
-                rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-        """The dict ``Space.search`` (and ``unibind search --json``) returns."""
-        return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                ordered(self.space.index.parts), "mode": mode,
-                "results": self.space.describe(rows, scores)}
+        return self.space.result({"item": [item_id]}, k, modality, mode, rows[0][keep][:k],
+                                 scores[0][keep][:k])
 
     def item_vector(self, row: int, modality: str) -> np.ndarray:
-        part = self.space.index.parts[modality]
-        local = int(np.flatnonzero(part.rows == row)[0])
-        if part.exact is not None:
-            return np.asarray(part.exact.x[local], dtype=np.float32)
-        try:
-            return part.faiss_index.reconstruct(local).astype(np.float32)
-        except RuntimeError:  # an index without a direct map: embed the item's raw input again
-            item = self.space.index.items.iloc[row]
-            raw = item["text"] if get_modality(modality).inline else item["path"]
-            return self.embed[modality]([raw])[0]
+        """The item's stored vector, else (an index that keeps none) its raw input re-embedded."""
+        vec = self.space.index.vector(row)
+        if vec is not None:
+            return vec
+        item = self.space.index.lookup(np.array([row])).iloc[0]
+        raw = item["text"] if get_modality(modality).inline else item["path"]
+        return self.embed[modality]([raw])[0]
 
     def _usable(self, modality: str) -> None:
         state = self.encoders.get(modality)

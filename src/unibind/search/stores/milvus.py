@@ -293,6 +293,14 @@ class MilvusIndex:
                              f"{len(table)} rows but its index records {len(self)}")
         return table.drop(columns="row").reset_index(drop=True)
 
+    def vector(self, row: int) -> np.ndarray | None:
+        """The stored vector of one item (fetched by primary key)."""
+        with _translate(self.uri, "fetching a vector"):
+            got = self.milvus.get(self.collection, ids=[int(row)], output_fields=["vector"])
+        if not got:
+            raise StoreError(f"Milvus store {self.uri}: row {row} is missing")
+        return np.asarray(got[0]["vector"], dtype=np.float32)
+
     def lookup(self, rows: np.ndarray) -> pd.DataFrame:
         """Metadata of some rows, in the given order (fetched by primary key)."""
         rows = [int(r) for r in rows]
