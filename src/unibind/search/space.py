@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,17 +127,12 @@ class Space:
         given = _queries(text=text, image=image, audio=audio, **inputs)
         if not given:
             raise UsageError("give at least one query: text=, image= or audio=")
-        total = np.zeros(self.run.embed_dim, dtype=np.float64)
         for m, items in given.items():
             if not get_modality(m).inline:
                 absent = [str(p) for p in items if not Path(p).is_file()]
                 if absent:
                     raise InputNotFound(f"{m} query file not found: {', '.join(absent)}")
-            total += self.embed(m, items).sum(axis=0)
-        norm = np.linalg.norm(total)
-        if norm < 1e-12:
-            raise UsageError("the query inputs cancel out (zero vector)")
-        return (total / norm).astype(np.float32), list(given)
+        return combine_query(self.embed(m, items) for m, items in given.items()), list(given)
 
     # -- searching ---------------------------------------------------------------------------
     def default_mode(self) -> str:
@@ -242,6 +238,17 @@ class Space:
         HTTP service return)."""
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
                 self.index.modalities, "mode": mode, "results": self.describe(rows, scores)}
+
+
+def combine_query(embedded: Iterable[np.ndarray]) -> np.ndarray:
+    """A compositional query: every embedded input summed (float64) and normalised."""
+    total = np.zeros(1, dtype=np.float64)
+    for e in embedded:
+        total = total + e.sum(axis=0)
+    norm = np.linalg.norm(total)
+    if norm < 1e-12:
+        raise UsageError("the query inputs cancel out (zero vector)")
+    return (total / norm).astype(np.float32)
 
 
 def format_results(result: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from unibind.errors import UnibindError
 from unibind.features.media import MediaError
 from unibind.modalities import MODALITIES, get_modality
 from unibind.search.merge import MODES
-from unibind.search.space import Space
+from unibind.search.space import Space, combine_query
 from unibind.serve.batching import Batcher
 from unibind.serve.limits import ServeError, ServeLimits, check_upload
 from unibind.serve.media import ItemTable, Thumbnails
@@ -89,13 +89,7 @@ class Service:
                 raise ServeError("give at least one query: text, an image or a sound")
             for m in given:
                 self._usable(m)
-            total = np.zeros(self.space.run.embed_dim, dtype=np.float64)
-            for m, items in given.items():
-                total += self.embed[m](items).sum(axis=0)
-            norm = np.linalg.norm(total)
-            if norm < 1e-12:
-                raise ServeError("the query inputs cancel out (zero vector)")
-            q = (total / norm).astype(np.float32)
+            q = combine_query(self.embed[m](items) for m, items in given.items())
             scores, rows, mode = self.space.search_vectors(q[None], k, modality, balance,
                                                            list(given), via_pairs)
             query = {m: v for m, v in (("text", text), *shown.items()) if v}
