@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from unibind.binding.bind import bind
 from unibind.eval.evaluate import evaluate, load_run_features, project_items, split_mask
 from unibind.eval.metrics import pair_metrics
 from unibind.run.folder import Run
-from unibind.training.bind import bind
-from unibind.training.fit import train
+from unibind.training.trainer import train
 
 
 def random_images(run_path: Path, seeds: int = 5) -> dict[str, dict[str, float]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unibind.eval.evaluate import evaluate
 from unibind.modalities import MODALITIES
-from unibind.training.fit import train
+from unibind.training.trainer import train
 
 PRESETS = ("seed", "default")
 

@@ -23,7 +23,7 @@ import soundfile as sf
 from unibind.data.captions import CaptionConfig, caption_manifest
 from unibind.data.download import download
 from unibind.data.esc50 import build_esc50
-from unibind.features.manifest import write_manifest
+from unibind.data.manifest import write_manifest
 
 spec = importlib.util.spec_from_file_location(
     "fx", Path(__file__).parent.parent / "tests" / "fixtures" / "data_builders.py")

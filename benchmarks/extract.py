@@ -44,11 +44,11 @@ from transformers import (
     CLIPModel,
 )
 
+from unibind.data.manifest import write_manifest
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.tiny import _vocab
 from unibind.features import work
 from unibind.features.extract import extract
-from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_folder
 from unibind.util.runtime import cache_root, pick_device, pick_dtype
 

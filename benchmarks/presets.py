@@ -21,11 +21,11 @@ import numpy as np
 
 from unibind.eval.calibration import apply_centers, compare_modes, modality_centers, score_stats
 from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
-from unibind.report.tables import Table
+from unibind.features.synthetic import SyntheticSpec, generate
 from unibind.run.embed import embed_items
 from unibind.training.config import PRESETS, override, preset
 from unibind.training.fit import fit
-from unibind.training.synthetic import SyntheticSpec, generate
+from unibind.util.tables import Table
 
 DEFAULT = preset("default")
 VARIANTS = {

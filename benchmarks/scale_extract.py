@@ -29,9 +29,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from extract import full_size_specs, make_items  # noqa: E402
+from unibind.data.manifest import write_manifest  # noqa: E402
 from unibind.encoders import resolve_profile  # noqa: E402
 from unibind.features.extract import extract  # noqa: E402
-from unibind.features.manifest import write_manifest  # noqa: E402
 
 
 def timed(manifest: Path, out: Path, overrides: dict, engine: str, batch: int) -> float:

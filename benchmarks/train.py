@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from unibind.report.tables import Table
+from unibind.features.synthetic import SyntheticSpec, generate
 from unibind.training.config import override, preset
 from unibind.training.fit import fit, torch_threads
-from unibind.training.synthetic import SyntheticSpec, generate
+from unibind.util.tables import Table
 
 
 def features(triplets: int):

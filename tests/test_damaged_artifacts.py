@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from unibind.cli import app
-from unibind.features.store import FeaturesError, load_features, save_features
+from unibind.features.folder import FeaturesError, load_features, save_features
+from unibind.features.synthetic import SyntheticSpec, generate
 from unibind.run.folder import Run, RunError
 from unibind.search.index import build_index, load_index
 from unibind.search.parts import SpaceIndexError
 from unibind.training.config import override, preset
-from unibind.training.fit import train
-from unibind.training.synthetic import SyntheticSpec, generate
+from unibind.training.trainer import train
 
 
 @pytest.fixture(scope="module")

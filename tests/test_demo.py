@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.fixtures.media import make_media_folder
 from unibind.cli import app
-from unibind.report.demo import DemoError, demo_text, run_demo
-
-from .conftest import make_media_folder
+from unibind.demo import DemoError, demo_text, run_demo
 
 
 def test_demo_on_a_folder(tmp_path: Path):

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import torch
 
+from tests.fixtures.runs import clustered_run
+from unibind.features.synthetic import SyntheticSpec, generate
 from unibind.training.config import override, preset
 from unibind.training.fit import fit
-from unibind.training.synthetic import SyntheticSpec, generate
-
-from .test_plot import clustered_run
 
 
 def _in_fresh_python(code: str, env: dict | None = None) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.media import LABELS, make_media_folder
 from unibind.encoders import register_backend, unregister_backend
 from unibind.encoders.base import Encoder, ItemError
 from unibind.errors import UnknownName, UsageError
@@ -26,8 +27,6 @@ from unibind.modalities import (
     register_modality,
     unregister_modality,
 )
-
-from .conftest import LABELS, make_media_folder
 
 IN_DIM = 8
 
@@ -113,14 +112,14 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
     from unibind.data.folder import build_folder_manifest
     from unibind.eval.evaluate import evaluate
     from unibind.features.extract import extract
-    from unibind.features.store import load_features
+    from unibind.features.folder import load_features
     from unibind.report.html import build_report
     from unibind.report.plots import plot_run
     from unibind.run.folder import Run
     from unibind.search.index import build_index
     from unibind.search.space import Space
     from unibind.training.config import override, preset
-    from unibind.training.fit import train
+    from unibind.training.trainer import train
 
     assert list(MODALITIES) == ["text", "image", "audio", "vector"]
     data = make_media_folder(tmp_path / "data", per_label=3)
@@ -165,7 +164,7 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
 
 def test_unregistered_modality_is_gone(tmp_path: Path) -> None:
     """Teardown left the registry as it was: a manifest row of "vector" is refused again."""
-    from unibind.features.manifest import ManifestError, write_manifest
+    from unibind.data.manifest import ManifestError, write_manifest
 
     assert "vector" not in MODALITIES
     import pandas as pd

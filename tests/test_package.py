@@ -22,7 +22,7 @@ def test_top_level_exports_are_the_stage_functions():
     from unibind.features.extract import extract
     from unibind.search.index import build_index
     from unibind.search.space import Space
-    from unibind.training.fit import train
+    from unibind.training.trainer import train
 
     assert (unibind.extract, unibind.train, unibind.evaluate, unibind.build_index,
             unibind.Space) == (extract, train, evaluate, build_index, Space)
@@ -34,12 +34,11 @@ def test_top_level_exports_are_the_stage_functions():
 
 
 @pytest.mark.parametrize("old, name, new", [
-    ("unibind.extract", "extract", "unibind.features.extract"),
-    ("unibind.evaluate", "evaluate", "unibind.eval.evaluate"),
     ("unibind.index", "build_index", "unibind.search.index"),
     ("unibind.balance", "merge_topk", "unibind.search.merge"),
     ("unibind.presets", "TrainConfig", "unibind.training.config"),
-    ("unibind.train", "train", "unibind.training.fit"),
+    ("unibind.training.bind", "bind", "unibind.binding.bind"),
+    ("unibind.features.manifest", "read_manifest", "unibind.data.manifest"),
 ])
 def test_old_paths_still_import_with_a_deprecation_warning(old, name, new):
     import importlib

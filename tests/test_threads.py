@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import unibind.encoders as encoders_mod
+from tests.fixtures.media import make_media_folder
 from unibind.search.index import build_index
 from unibind.search.parts import Part, _fastscan_of
 from unibind.search.space import Space
-
-from .conftest import make_media_folder
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def run_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unibind.data.folder import build_folder_manifest
     from unibind.features.extract import extract
     from unibind.training.config import override, preset
-    from unibind.training.fit import train
+    from unibind.training.trainer import train
 
     root = tmp_path_factory.mktemp("threads")
     data = make_media_folder(root / "data", per_label=3)

@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 __all__ = ["extract", "train", "evaluate", "build_index", "Space", "load_features", "Run",
            "UnibindError", "__version__"]
 
-_EXPORTS = {"extract": "unibind.features.extract", "train": "unibind.training.fit",
+_EXPORTS = {"extract": "unibind.features.extract", "train": "unibind.training.trainer",
             "evaluate": "unibind.eval.evaluate", "build_index": "unibind.search.index",
-            "Space": "unibind.search.space", "load_features": "unibind.features.store",
+            "Space": "unibind.search.space", "load_features": "unibind.features.folder",
             "Run": "unibind.run.folder"}
 
 _install_compat()

@@ -11,16 +11,22 @@ import warnings
 from types import ModuleType
 
 MOVED = {
+    # flat paths of the first layout (the names of top-level functions, ``unibind.extract``,
+    # ``unibind.train`` and ``unibind.evaluate``, are no longer aliased: they are the functions)
     "atomic": "util.atomic", "digests": "util.digests", "config": "util.jsonio",
-    "runtime": "util.runtime", "manifest": "features.manifest", "media": "features.media",
-    "cache": "features.cache", "extract": "features.extract", "splits": "features.splits",
+    "runtime": "util.runtime", "manifest": "data.manifest", "media": "media.decode",
+    "cache": "features.cache", "splits": "features.splits",
     "heads": "run.heads", "batches": "training.batches", "losses": "training.losses",
     "presets": "training.config", "finetune": "training.finetune", "tune": "training.tune",
-    "synthetic": "training.synthetic", "train": "training.fit", "metrics": "eval.metrics",
-    "calibration": "eval.calibration",
-    "evaluate": "eval.evaluate", "knn": "search.knn", "index_parts": "search.parts",
+    "synthetic": "features.synthetic", "metrics": "eval.metrics",
+    "calibration": "eval.calibration", "knn": "search.knn", "index_parts": "search.parts",
     "index": "search.index", "balance": "search.merge", "pairs": "search.pair_expansion",
-    "plot": "report.plots", "demo": "report.demo",
+    "plot": "report.plots",
+    # paths of the second layout
+    "features.manifest": "data.manifest", "features.media": "media.decode",
+    "features.store": "features.folder", "training.bind": "binding.bind",
+    "training.bridge": "binding.bridge", "training.synthetic": "features.synthetic",
+    "report.demo": "demo", "report.tables": "eval.tables",
 }
 
 

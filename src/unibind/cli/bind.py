@@ -28,7 +28,7 @@ def bind(features: Path = typer.Argument(..., help="Features folder (from `unibi
     aligned profile: CLAP's joint space (or CLIP's, --pivot clip); the other tower's modality
     enters through a map fitted on text alone. offline profile: images enter MiniLM's text space
     through ImageNet class names; zero-shot audio is not available there."""
-    from unibind.training.bind import bind as run_bind
+    from unibind.binding.bind import bind as run_bind
 
     summary = run_bind(features, out, pivot=pivot, method=method, temperature=temperature,
                        generic_sentences=generic, split_seed=split_seed)

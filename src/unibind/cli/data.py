@@ -14,7 +14,7 @@ app.add_typer(data_app, name="data")
 
 
 def manifest_summary(path: Path) -> dict:
-    from unibind.features.manifest import read_manifest
+    from unibind.data.manifest import read_manifest
 
     table = read_manifest(path).table
     return {"out": str(path), "items": len(table),

@@ -29,7 +29,7 @@ def demo(data: Path = typer.Option(None, "--data",
          port: int = typer.Option(8000, "--port", help="Port for --serve (on 127.0.0.1)."),
          as_json: bool = JSON_OPTION) -> None:
     """data -> extract -> train -> evaluate (held-out) -> index -> searches -> plot + report."""
-    from unibind.report.demo import demo_text, run_demo
+    from unibind.demo import demo_text, run_demo
 
     summary = run_demo(data=data, out=out, profile=profile, preset=preset, k=k,
                        plot_method=plot_method, deb=deb, epochs=epochs,

@@ -41,7 +41,7 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
 
     Exit status 1 when any item failed (the others are still written)."""
     from unibind.features.extract import extract as run_extract
-    from unibind.features.media import DEFAULT_LIMITS, MediaLimits
+    from unibind.media.decode import DEFAULT_LIMITS, MediaLimits
 
     overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
     limits = MediaLimits(max_pixels or DEFAULT_LIMITS.max_pixels,

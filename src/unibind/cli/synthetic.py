@@ -14,8 +14,8 @@ def synthetic(out: Path = typer.Argument(..., help="Features folder to write."),
               classes: int = typer.Option(10, min=2), groups_per_class: int = typer.Option(40),
               seed: int = typer.Option(0), as_json: bool = JSON_OPTION) -> None:
     """Write a synthetic features folder (class-structured, with a modality gap) for trials."""
-    from unibind.features.store import save_features
-    from unibind.training.synthetic import SyntheticSpec, generate
+    from unibind.features.folder import save_features
+    from unibind.features.synthetic import SyntheticSpec, generate
 
     feats = generate(SyntheticSpec(n_classes=classes, groups_per_class=groups_per_class,
                                    seed=seed))

@@ -50,7 +50,7 @@ def train(features: Path = FEATURES_ARG,
         summary = run_finetune(features, out, preset_name=preset, config=cfg, seed=seed,
                                device=pick_device(device), threads=threads)
     else:
-        from unibind.training.fit import train as run_train
+        from unibind.training.trainer import train as run_train
 
         summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
                             threads=threads or 1, init=init)

@@ -28,9 +28,9 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from unibind.data.manifest import read_manifest, write_manifest
 from unibind.errors import UnibindError
-from unibind.features.cache import file_digest
-from unibind.features.manifest import read_manifest, write_manifest
+from unibind.util.digests import file_digest
 from unibind.util.jsonio import read_json, write_json_atomic
 from unibind.util.runtime import cache_root, pick_device, pick_dtype
 

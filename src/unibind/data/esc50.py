@@ -21,8 +21,8 @@ import pandas as pd
 import soundfile as sf
 
 from unibind.data.download import download
+from unibind.data.manifest import write_manifest
 from unibind.errors import UnibindError
-from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_file, atomic_folder
 from unibind.util.jsonio import read_json, write_json_atomic
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from unibind.data.manifest import lexical, write_manifest
 from unibind.errors import InputNotFound, UsageError
-from unibind.features.manifest import lexical, write_manifest
 from unibind.modalities import IMAGE, get_modality, modality_names, modality_of_extension
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import pandas as pd
 from PIL import Image
 
 from unibind.data.folder import IMAGE_EXTS
+from unibind.data.manifest import read_manifest, write_manifest
 from unibind.errors import InputNotFound, UnibindError, UsageError
-from unibind.features.manifest import read_manifest, write_manifest
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import read_json, write_json_atomic
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from unibind.data.images import natural_key
+from unibind.data.manifest import ManifestError, read_manifest, write_manifest
 from unibind.errors import UsageError
-from unibind.features.manifest import ManifestError, read_manifest, write_manifest
 from unibind.modalities import MODALITIES
 
 log = logging.getLogger(__name__)

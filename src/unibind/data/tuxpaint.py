@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from unibind.data.manifest import write_manifest
 from unibind.errors import UnibindError
-from unibind.features.manifest import write_manifest
 from unibind.util.atomic import atomic_folder
 from unibind.util.runtime import cache_root
 

@@ -24,7 +24,7 @@ import torch
 
 from unibind.encoders.spec import EncoderLoadError, EncoderSpec, fingerprint, identity  # noqa: F401
 from unibind.errors import UnibindError, UsageError
-from unibind.features.media import DEFAULT_LIMITS, MediaLimits
+from unibind.media.decode import DEFAULT_LIMITS, MediaLimits
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from unibind.encoders.base import ItemError
-from unibind.features.media import DEFAULT_LIMITS, MediaError, MediaLimits, load_audio, load_image
+from unibind.media.decode import DEFAULT_LIMITS, MediaError, MediaLimits, load_audio, load_image
 
 
 def audio_wave(item: Any, sample_rate: int, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:

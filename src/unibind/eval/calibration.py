@@ -10,10 +10,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from unibind.eval.metrics import cross_modal_mean, mixed_metrics, pair_metrics, share_deviation
-from unibind.run.embed import center
+from unibind.features.folder import Features
+from unibind.run.embed import center, embed_items
+from unibind.run.heads import Heads
 from unibind.search.merge import MODES
 
 MAX_SHARE_DEV = 0.10  # share@10 within 10 points of pool share
@@ -94,3 +98,20 @@ def recommend(modes: dict[str, dict], per_target: float, k: int = 10) -> dict:
             "rule": f"best R@{k} (2 decimals), then smallest share deviation, among modes with "
                     f"share within {MAX_SHARE_DEV:.2f} of pool share and R@{k} within "
                     f"{MAX_R10_DROP:.2f} of per-target search; else balanced"}
+
+
+def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str, Any]:
+    """Centres + calibration (training data) and the recommended mixed mode (validation)."""
+    train_e = embed_items(heads, features, split == "train", 20000, seed=0).vectors
+    centers = modality_centers(train_e)
+    calib, calib_pairs = score_stats(train_e)
+    calib_c, calib_pairs_c = score_stats(apply_centers(train_e, centers))
+    search: dict[str, Any] = {"center": False, "mode": "balanced", "rule": "no validation data"}
+    if (split == "val").any():
+        val = embed_items(heads, features, split == "val", 2000, seed=0)
+        if len(val.vectors) > 1:
+            search = recommend(compare_modes(val.vectors, val.labels, centers, calib_pairs),
+                               per_target_r(val.vectors, val.labels))
+    return {"centers": centers, "calibration": calib, "calibration_pairs": calib_pairs,
+            "calibration_centered": calib_c, "calibration_pairs_centered": calib_pairs_c,
+            "search": search}

@@ -19,16 +19,14 @@ def _name(info: dict[str, Any]) -> str:
     return {"bind": "bound", "train --init": "trained (--init)"}.get(made, "trained")
 
 
-def side_by_side(run: Run, metrics: dict[str, Any], others: list[str | os.PathLike],
-                 split: str) -> dict[str, Any]:
-    """Cross-modal mAP@10 / R@10 per pair of this run and each of ``others`` on ``split``."""
-    from unibind.eval.evaluate import evaluate
-
+def side_by_side(run: Run, metrics: dict[str, Any],
+                 others: list[tuple[str | os.PathLike, dict[str, Any]]]) -> dict[str, Any]:
+    """Cross-modal mAP@10 / R@10 per pair of this run and each other run, given as
+    ``(path, metrics on the same split)``."""
     digest = (run.info.get("split") or {}).get("digest")
     runs = [{"name": f"{_name(run.info)} (this run)", "run": str(run.path), "same_split": True,
              "metrics": metrics}]
-    for other in others:
-        m = evaluate(other, split=split, write=False, compare_init=False)
+    for other, m in others:
         info = Run.load(other).info
         runs.append({"name": _name(info), "run": str(other), "metrics": m,
                      "same_split": (info.get("split") or {}).get("digest") == digest})

@@ -24,14 +24,15 @@ import pandas as pd
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
 from unibind.eval.compare import side_by_side, versus_markdown
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics
+from unibind.eval.tables import pairs_table, shares_table, zero_shot_table
 from unibind.eval.zero_shot import zero_shot
+from unibind.features.folder import Features
 from unibind.features.splits import group_keys
-from unibind.features.store import Features
-from unibind.report.tables import fmt, pairs_table, shares_table, zero_shot_table
 from unibind.run.folder import Run
 from unibind.search.merge import MODES
 from unibind.util.atomic import atomic_file
 from unibind.util.jsonio import write_json_atomic
+from unibind.util.tables import fmt
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
             and all(Path(o).resolve() != Path(init) for o in others)):
         others.insert(0, init)
     if others and pairs:
-        metrics["versus"] = side_by_side(run, metrics, others, split)
+        metrics["versus"] = side_by_side(run, metrics, [
+            (o, evaluate(o, split=split, write=False, compare_init=False)) for o in others])
     if write:
         stem = "metrics" if split == "test" else f"metrics-{split}"
         write_json_atomic(run.path / f"{stem}.json", metrics)

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from unibind.eval.metrics import zero_shot_accuracy
-from unibind.features.store import Features
+from unibind.features.folder import Features
 from unibind.run.folder import Run, RunError
 
 log = logging.getLogger(__name__)

@@ -13,4 +13,4 @@ def __getattr__(name: str) -> Any:
 
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    return getattr(importlib.import_module("unibind.features.store"), name)
+    return getattr(importlib.import_module("unibind.features.folder"), name)

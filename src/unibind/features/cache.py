@@ -26,7 +26,6 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from unibind.util.atomic import atomic_file
-from unibind.util.digests import sha256_file
 from unibind.util.jsonio import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,6 @@ COMPACT_ABOVE = 256  # merge shards once a folder holds more than this many
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    return sha256_file(path, prefix=b"file\0")
 
 
 class FeatureCache:

@@ -20,16 +20,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from unibind.data.manifest import Manifest, read_manifest
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.base import EncoderLoadError
 from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.errors import UsageError
 from unibind.features import local_engine, work
-from unibind.features.cache import FeatureCache, file_digest, text_digest
-from unibind.features.manifest import Manifest, read_manifest
-from unibind.features.media import DEFAULT_LIMITS, MediaLimits
-from unibind.features.store import VIEW_SEP, save_features
+from unibind.features.cache import FeatureCache, text_digest
+from unibind.features.folder import VIEW_SEP, save_features
+from unibind.media.decode import DEFAULT_LIMITS, MediaLimits
 from unibind.modalities import get_modality
+from unibind.util.digests import file_digest
 from unibind.util.runtime import cache_root, pick_device, pick_dtype
 
 ENGINES = ("local", "ray")

@@ -14,8 +14,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from unibind.data.manifest import SPLITS
 from unibind.errors import UnibindError
-from unibind.features.manifest import SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_EXPORTS = {"plot_run": "unibind.report.plots", "run_demo": "unibind.report.demo"}
+_EXPORTS = {"plot_run": "unibind.report.plots", "run_demo": "unibind.demo"}
 
 
 def __getattr__(name: str) -> Any:

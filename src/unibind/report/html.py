@@ -1,5 +1,5 @@
 """One self-contained HTML page about a run: data, training curve, 3x3 table, modality shares
-(``report.tables``), the 2-D plots and example queries with their top results (images inlined
+(``eval.tables``), the 2-D plots and example queries with their top results (images inlined
 as thumbnails)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unibind.eval import tables
 from unibind.modalities import MODALITIES, get_modality
-from unibind.report import tables
 from unibind.report.plots import plot_files
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file
@@ -35,7 +35,7 @@ def _png_uri(path_or_bytes: Path | bytes) -> str:
 
 def _thumb(path: str, size: int = 140) -> str | None:
     try:
-        from unibind.features.media import load_image
+        from unibind.media.decode import load_image
 
         img = load_image(path)
         img.thumbnail((size, size))

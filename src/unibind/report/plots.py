@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from unibind.errors import unknown
-from unibind.features.store import Features
+from unibind.features.folder import Features
 from unibind.modalities import get_modality, modality_names
 from unibind.run.folder import Run
 from unibind.util.atomic import atomic_file

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unibind.features.store import Features
+from unibind.features.folder import Features
 from unibind.run.heads import Heads
 
 Encode = Callable[[str, np.ndarray], np.ndarray]  # (modality, matrix rows) -> encoder features

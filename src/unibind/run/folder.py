@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from unibind.errors import UnibindError, UsageError, unknown
+from unibind.features.folder import Features, load_features, resolve_encoder_sources
 from unibind.features.splits import SPLITS, check_split
-from unibind.features.store import Features, load_features, resolve_encoder_sources
 from unibind.run.embed import Embedded, embed_items, project
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.util.atomic import atomic_folder

@@ -21,7 +21,7 @@ class HeadsConfig:
     dropout: float = 0.0
     logit_scale_init: float = 1 / 0.07
     logit_scale_max: float = 100.0
-    # per-modality head shape overriding hidden/dropout (bound runs, see ``unibind.training.bind``):
+    # per-modality head shape overriding hidden/dropout (bound runs, see ``unibind.binding.bind``):
     # {"kind": "linear", "normalize_input": true} or {"kind": "class-bridge", "classes": 1000}
     kinds: dict[str, dict] = field(default_factory=dict)
 

@@ -108,7 +108,7 @@ def make_thumbnail(path: Path, size: int) -> bytes:
     """An image file -> JPEG bytes that fit in ``size`` x ``size`` (transparency on white)."""
     from PIL import Image
 
-    from unibind.features.media import MediaError, load_image
+    from unibind.media.decode import MediaError, load_image
 
     try:
         image = load_image(path)

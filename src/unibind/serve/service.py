@@ -21,7 +21,7 @@ import numpy as np
 
 from unibind.encoders.base import ItemError
 from unibind.errors import UnibindError
-from unibind.features.media import MediaError
+from unibind.media.decode import MediaError
 from unibind.modalities import MODALITIES, get_modality
 from unibind.search.merge import MODES
 from unibind.search.space import Space, combine_query

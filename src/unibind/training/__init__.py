@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {"finetune": "unibind.training.finetune", "tune": "unibind.training.tune",
-            "TrainConfig": "unibind.training.config", "preset": "unibind.training.config"}
+            "TrainConfig": "unibind.training.config", "preset": "unibind.training.config",
+            "train": "unibind.training.trainer"}
 
 
 def __getattr__(name: str) -> Any:

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from unibind.features.manifest import read_manifest
-from unibind.features.store import Features, FeaturesError, load_features, save_features
+from unibind.data.manifest import read_manifest
+from unibind.eval.calibration import space_stats
+from unibind.features.folder import Features, FeaturesError, load_features, save_features
 from unibind.modalities import get_modality
 from unibind.run.folder import save_run
 from unibind.training.config import TrainConfig, check_config, preset
-from unibind.training.fit import preset_base, run_info, space_stats, torch_threads
+from unibind.training.fit import preset_base, run_info, torch_threads
 from unibind.training.loop import fit_loop
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import torch
 
 from unibind.errors import UnibindError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
+from unibind.features.folder import Features
 from unibind.features.splits import assign_splits
-from unibind.features.store import Features
 from unibind.run.embed import embed_items
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.batches import Triplets

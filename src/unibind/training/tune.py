@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from unibind.errors import UsageError
-from unibind.eval.calibration import MAX_R10_DROP, MAX_SHARE_DEV
-from unibind.features.store import Features, load_features
+from unibind.eval.calibration import MAX_R10_DROP, MAX_SHARE_DEV, space_stats
+from unibind.features.folder import Features, load_features
 from unibind.training.config import TrainConfig, override, pair_names, preset
-from unibind.training.fit import fit, space_stats
+from unibind.training.fit import fit
 from unibind.util.jsonio import to_dict, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import numpy as np
 
 from unibind.errors import UsageError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
+from unibind.features.folder import Features
 from unibind.features.splits import group_keys
-from unibind.features.store import Features
 from unibind.run.folder import Run, save_run
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.config import TrainConfig
@@ -118,7 +118,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
                      preset_name: str, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
                      threads: int | None = 1) -> dict[str, Any]:
     """See the module doc; writes the run at ``out`` and returns train's summary + the choice."""
-    from unibind.training.fit import fit, run_info, space_stats
+    from unibind.eval.calibration import space_stats
+    from unibind.training.fit import fit, run_info
 
     run = Run.load(init)
     if run.info.get("made_by") != "bind":
@@ -169,7 +170,7 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
 
 
 def _only(feats: Features, modalities: list[str]) -> Features:
-    from unibind.training.bind import head_features
+    from unibind.binding.bind import head_features
 
     return head_features(feats, [m for m in feats.modalities if m in modalities])
 

@@ -15,3 +15,8 @@ def sha256_file(path: str | os.PathLike, prefix: bytes = b"") -> str:
         while block := fh.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The cache key of a media file: its bytes' sha256 (the same file anywhere, one key)."""
+    return sha256_file(path, prefix=b"file\0")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from unibind.modalities import MODALITIES
 from unibind.search.parts import additions, wanted_modalities
-from unibind.search.stores import StoreError, StoreURI
+from unibind.search.stores.base import StoreError, StoreURI
 
 log = logging.getLogger(__name__)
 

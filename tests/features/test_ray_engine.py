@@ -1,0 +1,103 @@
+"""The Ray engine: same shards, features, errors and embeddings as the local engine."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import unibind.features.extract as extract_mod
+from tests.fixtures.media import make_media_folder
+from unibind.cli import app
+from unibind.data.folder import build_folder_manifest
+from unibind.data.manifest import read_manifest
+from unibind.features.cache import FeatureCache
+from unibind.features.folder import load_features
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 2**20)
+    yield ray
+    ray.shutdown()
+
+
+def _bad_manifest(root: Path) -> Path:
+    table = read_manifest(build_folder_manifest(root)).table
+    (root / "dog" / "0.png").write_bytes(b"garbage")
+    os.remove(root / "bell" / "1.wav")
+    table.to_csv(root / "m.csv", index=False)
+    return root / "m.csv"
+
+
+def test_ray_matches_local_engine(ray_cluster, tmp_path: Path) -> None:
+    manifest = _bad_manifest(make_media_folder(tmp_path / "d", per_label=2))
+    kw = {"profile": "tiny", "batch_size": 3, "device": "cpu"}
+    local = extract_mod.extract(manifest, tmp_path / "fl", cache_dir=tmp_path / "cl", **kw)
+    remote = extract_mod.extract(manifest, tmp_path / "fr", cache_dir=tmp_path / "cr",
+                                 engine="ray", **kw)
+    assert remote["errors"] == local["errors"]
+    assert {e["id"] for e in remote["errors"]} == {"dog/0.png", "bell/1.wav"}
+    assert remote["modalities"] == local["modalities"]
+    a, b = load_features(tmp_path / "fl"), load_features(tmp_path / "fr")
+    pd.testing.assert_frame_equal(a.items, b.items)
+    for m in a.arrays:
+        np.testing.assert_allclose(b.arrays[m], a.arrays[m], rtol=0, atol=1e-6)
+    # the same shards: one per batch, same digests, in the same cache layout
+    for m, info in a.meta["encoders"].items():
+        left = FeatureCache(tmp_path / "cl", info["fingerprint"])
+        right = FeatureCache(tmp_path / "cr", info["fingerprint"])
+        assert set(left._where) == set(right._where)
+        assert len(set(left._where.values())) == len(set(right._where.values()))
+
+
+def _texts(root: Path, n: int, name: str) -> Path:
+    table = read_manifest(build_folder_manifest(root)).table
+    table[table.modality == "text"].head(n).to_csv(root / name, index=False)
+    return root / name
+
+
+def test_ray_resumes_from_finished_shards(ray_cluster, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_media_folder(tmp_path / "d", per_label=3)
+    kw = {"profile": "tiny", "batch_size": 2, "device": "cpu", "cache_dir": tmp_path / "c",
+          "engine": "ray"}
+    extract_mod.extract(_texts(root, 4, "part.csv"), tmp_path / "f0", **kw)  # then a "crash"
+    summary = extract_mod.extract(_texts(root, 9, "all.csv"), tmp_path / "f", **kw)
+    assert summary["modalities"]["text"] == {**summary["modalities"]["text"], "cached": 4,
+                                             "computed": 5}
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded on a fully cached run")
+
+    monkeypatch.setattr(extract_mod, "load_encoder", no_model)
+    again = extract_mod.extract(root / "all.csv", tmp_path / "g", **kw)
+    assert again["modalities"]["text"]["computed"] == 0
+    np.testing.assert_array_equal(load_features(tmp_path / "g").arrays["text"],
+                                  load_features(tmp_path / "f").arrays["text"])
+
+
+def test_cli_engine_ray(ray_cluster, tmp_path: Path) -> None:
+    manifest = _texts(make_media_folder(tmp_path / "d", per_label=1), 3, "t.csv")
+    res = CliRunner().invoke(app, ["extract", str(manifest), "--out", str(tmp_path / "f"),
+                                   "--profile", "tiny", "--cache-dir", str(tmp_path / "c"),
+                                   "--engine", "ray", "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["modalities"]["text"]["computed"] == 3 and summary["errors"] == []
+
+
+def test_unknown_engine_is_a_usage_error(tmp_path: Path) -> None:
+    manifest = build_folder_manifest(make_media_folder(tmp_path / "d", per_label=1))
+    res = CliRunner().invoke(app, ["extract", str(manifest), "--out", str(tmp_path / "f"),
+                                   "--profile", "tiny", "--engine", "spark"])
+    assert res.exit_code == 2 and "unknown engine" in res.output
