@@ -53,16 +53,23 @@ def backend_class(name: str) -> type[Encoder]:
 
 
 def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> Encoder:
+                 dtype: torch.dtype | None = None, runtime: str = "torch") -> Encoder:
     """Instantiate (and load the weights of) the encoder ``spec`` names; ``device`` defaults to
-    auto (cuda > mps > cpu), ``dtype`` to fp32."""
+    auto (cuda > mps > cpu), ``dtype`` to fp32. ``runtime``: "torch", "onnx" (ONNX Runtime on
+    the CPU) or "auto" (ONNX Runtime on the CPU where the backend exports faithfully, else
+    torch); a spec with ``quantize: int8`` always runs its int8 ONNX graph."""
     import torch
 
     from unibind.util.runtime import pick_device
 
     spec = EncoderSpec.from_dict(spec)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    return backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    encoder = backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    if runtime != "torch" or spec.options.get("quantize"):
+        from unibind.encoders.onnx_runtime import use_runtime
+
+        use_runtime(encoder, runtime)
+    return encoder
 
 
 def __getattr__(name: str) -> Any:

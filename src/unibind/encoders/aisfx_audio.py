@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from unibind.encoders.base import Encoder
+from unibind.encoders.graph import GraphParts, mean_by_count
 from unibind.encoders.inputs import audio_wave
 from unibind.encoders.spec import EncoderLoadError, EncoderSpec, ModelFileError
 from unibind.util.digests import sha256_file
@@ -156,3 +157,7 @@ class AisfxAudioEncoder(Encoder):
         summed = torch.zeros((len(counts), emb.shape[1]), dtype=emb.dtype, device=emb.device)
         summed.index_add_(0, owner, emb)
         return summed / torch.tensor(counts, dtype=emb.dtype, device=emb.device).unsqueeze(1)
+
+    def graph_parts(self) -> GraphParts:
+        return GraphParts(self.model, lambda b: {"blocks": b[0].numpy()}, {"blocks": {0: "blocks"}},
+                          lambda emb, b: mean_by_count(emb, b[1]))

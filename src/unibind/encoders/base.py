@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ import torch
 from unibind.encoders.spec import EncoderLoadError, EncoderSpec, fingerprint, identity  # noqa: F401
 from unibind.errors import UnibindError, UsageError
 from unibind.media.decode import DEFAULT_LIMITS, MediaLimits
+
+if TYPE_CHECKING:
+    from unibind.encoders.graph import GraphParts
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class Encoder:
         self.dtype = dtype or torch.float32
         self.model: torch.nn.Module = self._load_model()
         self.model.to(self.device, self.dtype).eval()
+        self.graph: Callable[[Any], np.ndarray] | None = None  # set by a graph runtime (onnx)
 
     # -- to implement -------------------------------------------------------------------------
     def _load_model(self) -> torch.nn.Module:
@@ -90,6 +94,11 @@ class Encoder:
         raise NotImplementedError(f"{type(self).__name__} implements neither forward_batch "
                                   "nor forward")
 
+    def graph_parts(self) -> GraphParts:
+        """This backend split into prep / exportable core / finish (see graph.py); backends
+        that cannot be exported leave this unimplemented (they run in torch)."""
+        raise NotImplementedError(f"{type(self).__name__} has no graph export")
+
     @property
     def dim(self) -> int:
         raise NotImplementedError
@@ -112,15 +121,28 @@ class Encoder:
     def identity(self) -> dict[str, Any]:
         return identity(self.spec)
 
+    @property
+    def runtime(self) -> str:
+        """Where the forward runs: "torch", or "onnx" once a graph runtime is attached."""
+        return "torch" if self.graph is None else "onnx"
+
     @torch.inference_mode()
+    def infer(self, batch: Any) -> np.ndarray:
+        """A ``collate`` result -> float32 ``[n, dim]`` on the host, through the attached
+        graph runtime when there is one, else torch (no gradients)."""
+        if self.graph is not None:
+            return self.graph(batch)
+        return self.forward_batch(batch).float().cpu().numpy()
+
     def encode_decoded(self, decoded: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Encode already-decoded inputs in size-sorted batches; output in input order."""
+        if len(decoded) == 1:  # a single query: no sorting, no copies
+            return self.infer(self.collate(decoded))
         order = sorted(range(len(decoded)), key=lambda i: self.sort_key(decoded[i]))
         out = np.empty((len(decoded), self.dim), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            vecs = self.forward([decoded[i] for i in idx])
-            out[idx] = vecs.float().cpu().numpy()
+            out[idx] = self.infer(self.collate([decoded[i] for i in idx]))
         return out
 
     def encode(self, items: Sequence[Any], batch_size: int = 32) -> np.ndarray:

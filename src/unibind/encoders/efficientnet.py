@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from unibind.encoders.base import Encoder
+from unibind.encoders.graph import GraphParts
 from unibind.encoders.inputs import rgb_image
 from unibind.encoders.spec import EncoderLoadError, EncoderSpec, ModelFileError
 from unibind.util.digests import sha256_file
@@ -116,7 +117,23 @@ class EfficientNetLiteEncoder(Encoder):
     def forward_batch(self, batch: torch.Tensor) -> torch.Tensor:
         return self._features(batch).mean(dim=(2, 3))
 
+    def graph_parts(self) -> GraphParts:
+        return GraphParts(_Pooled(self.model),
+                          lambda b: {"pixels": np.ascontiguousarray(b.numpy(), np.float32)},
+                          {"pixels": {0: "batch"}})
+
     @torch.inference_mode()
     def classify(self, decoded: Sequence[torch.Tensor]) -> torch.Tensor:
         """ImageNet logits ``[n, 1000]`` from the model's own head (pooled features -> fc)."""
         return self.model._fc(self.forward(decoded))
+
+
+class _Pooled(torch.nn.Module):
+    """The graph core: pixels -> global-average-pooled final feature map."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(pixels).mean(dim=(2, 3))

@@ -26,6 +26,7 @@ from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
 from unibind.encoders.base import Encoder
+from unibind.encoders.graph import GraphParts, mean_by_count
 from unibind.encoders.inputs import audio_wave
 from unibind.encoders.towers import ProjectedTower, load_tower
 
@@ -100,15 +101,39 @@ class HFClapAudioEncoder(ProjectedTower, Encoder):
         x = x.to(self.device, non_blocking=True)
         if self.preprocess == "device":
             x = log_mel(x, self.extractor, self.fusion)
-        mels = x.to(self.dtype)
         n = int(owner.max()) + 1
-        # Every window is at most the model length: no random crop. Fusion models get
-        # is_longer=False for all (the extractor would mark a random one "longer").
-        is_longer = torch.zeros((mels.shape[0], 1), dtype=torch.bool, device=self.device)
-        emb = self.model(input_features=mels, is_longer=is_longer).audio_embeds
-        emb = torch.nn.functional.normalize(emb, dim=-1)
+        emb = _WindowEmbeds(self.model)(x.to(self.dtype))
         index = owner.to(emb.device)
         summed = torch.zeros((n, emb.shape[1]), dtype=emb.dtype, device=emb.device)
         summed.index_add_(0, index, emb)
         counts = torch.bincount(index, minlength=n).to(emb.dtype).unsqueeze(1)
         return summed / counts
+
+    def graph_parts(self) -> GraphParts:
+        return GraphParts(_WindowEmbeds(self.model), self._features,
+                          {"input_features": {0: "windows"}}, self._item_means)
+
+    def _features(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, np.ndarray]:
+        x = batch[0]
+        if self.preprocess == "device":  # on the host here (CPU runtime)
+            x = log_mel(x, self.extractor, self.fusion)
+        return {"input_features": np.ascontiguousarray(x.numpy(), dtype=np.float32)}
+
+    @staticmethod
+    def _item_means(emb: np.ndarray, batch: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+        return mean_by_count(emb, np.bincount(batch[1].numpy()))
+
+
+class _WindowEmbeds(torch.nn.Module):
+    """Log-mel windows -> L2-normalised projected embeddings, one per window."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        # Every window is at most the model length: no random crop. Fusion models get
+        # is_longer=False for all (the extractor would mark a random one "longer").
+        is_longer = torch.zeros((mels.shape[0], 1), dtype=torch.bool, device=mels.device)
+        emb = self.model(input_features=mels, is_longer=is_longer).audio_embeds
+        return torch.nn.functional.normalize(emb, dim=-1)

@@ -21,7 +21,8 @@ from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
 from unibind.encoders.base import Encoder
 from unibind.encoders.inputs import rgb_image
-from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.encoders.graph import GraphParts
+from unibind.encoders.towers import ImageEmbeds, ProjectedTower, load_tower
 
 PREPROCESS = ("host", "device")
 
@@ -61,6 +62,15 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
         else:
             pixels = batch.to(self.device, self.dtype, non_blocking=True)
         return self.model(pixel_values=pixels).image_embeds
+
+    def graph_parts(self) -> GraphParts:
+        return GraphParts(ImageEmbeds(self.model), self._pixels,
+                          {"pixel_values": {0: "batch"}})
+
+    def _pixels(self, batch: torch.Tensor | list[torch.Tensor]) -> dict[str, np.ndarray]:
+        if isinstance(batch, list):  # preprocess: device -> on the host here (CPU runtime)
+            batch = torch.stack([self.pixels_on_device(x) for x in batch])
+        return {"pixel_values": np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
 
     def pixels_on_device(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 ``[3, h, w]`` -> float32 ``[3, crop, crop]`` as the CLIP processor makes it."""

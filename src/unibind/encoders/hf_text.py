@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from unibind.encoders.base import Encoder, ItemError, local_config_value
+from unibind.encoders.graph import GraphParts, numpy_inputs, text_axes
 from unibind.encoders.spec import EncoderSpec
 from unibind.encoders.towers import quiet_transformers
 from unibind.errors import UsageError
@@ -69,15 +70,39 @@ class HFTextEncoder(TextItems, Encoder):
     @classmethod
     def config_dim(cls, spec: EncoderSpec) -> int | None:
         return local_config_value(spec, "hidden_size")
-
-
     def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = self.to_device(batch)
-        out = self.model(**batch)
-        if self.pooling == "pooler":
-            return out.pooler_output
-        hidden = out.last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return pool(self.model(**batch), batch["attention_mask"], self.pooling)
+
+    def graph_parts(self) -> GraphParts:
+        keys = tuple(k for k in GRAPH_KEYS if k in self.collate(["a"]))
+        core = _PooledText(self.model, self.pooling, keys)
+        return GraphParts(core, lambda batch: numpy_inputs(batch, keys), text_axes(keys))
+
+
+GRAPH_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def pool(out: Any, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """A BERT output -> one vector per text (``pooling`` in ``POOLINGS``)."""
+    if pooling == "pooler":
+        return out.pooler_output
+    hidden = out.last_hidden_state
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class _PooledText(torch.nn.Module):
+    """The exported core: token tensors (in ``keys`` order) -> pooled vectors."""
+
+    def __init__(self, model: torch.nn.Module, pooling: str, keys: tuple[str, ...]):
+        super().__init__()
+        self.model, self.pooling, self.keys = model, pooling, keys
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return pool(out, attention_mask, self.pooling)

@@ -14,8 +14,9 @@ import torch
 from transformers import AutoTokenizer, ClapTextModelWithProjection, CLIPTextModelWithProjection
 
 from unibind.encoders.base import Encoder
+from unibind.encoders.graph import GraphParts, numpy_inputs, text_axes
 from unibind.encoders.hf_text import TextItems
-from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.encoders.towers import ProjectedTower, TextEmbeds, load_tower
 
 
 class _TextTower(TextItems, ProjectedTower, Encoder):
@@ -34,6 +35,11 @@ class _TextTower(TextItems, ProjectedTower, Encoder):
 
     def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**self.to_device(batch)).text_embeds
+
+    def graph_parts(self) -> GraphParts:
+        keys = self.token_keys
+        return GraphParts(TextEmbeds(self.model),
+                          lambda batch: numpy_inputs(batch, keys), text_axes(keys))
 
 
 class HFClipTextEncoder(_TextTower):

@@ -33,6 +33,28 @@ class ProjectedTower:
         return local_config_value(spec, "projection_dim")
 
 
+class TextEmbeds(torch.nn.Module):
+    """A graph core: tokens -> a text tower's projected ``text_embeds``."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+
+
+class ImageEmbeds(torch.nn.Module):
+    """A graph core: pixels -> a vision tower's projected ``image_embeds``."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).image_embeds
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report (weights skipped on purpose, e.g. the other tower)."""

@@ -82,7 +82,7 @@ def run_batch(encoder: Encoder, prepared: Prepared, cache: FeatureCache
     if not prepared.ids:
         return {}, {}
     try:
-        vectors = encoder.forward_batch(prepared.batch).float().cpu().numpy()
+        vectors = encoder.infer(prepared.batch)
     except Exception as exc:  # isolate the culprit: retry one by one
         if len(prepared.ids) == 1:
             return {}, {prepared.ids[0]: f"encoder failed: {type(exc).__name__}: {exc}"}
