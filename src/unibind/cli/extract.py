@@ -25,6 +25,10 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             workers: int = typer.Option(None, min=1, help="Decode threads (default: cores)."),
             preprocess: str = typer.Option("host", help="host, or device: image resize and "
                                            "CLAP log-mel on the model's device."),
+            runtime: str = typer.Option("auto", help="auto (ONNX Runtime on the CPU where the "
+                                        "model exports faithfully, torch on cuda), torch, onnx."),
+            quantize: str = typer.Option(None, help="int8: dynamically quantized ONNX graphs "
+                                         "(faster on the CPU, own cache entries)."),
             engine: str = typer.Option("local", help="local, or ray (needs unibind[ray])."),
             address: str = typer.Option(None, help="Ray cluster: auto, ray://HOST:PORT "
                                         "(default: a local one)."),
@@ -49,7 +53,8 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
     summary = run_extract(manifest, out, profile=profile, overrides=overrides,
                           cache_dir=cache_dir, batch_size=batch_size, device=device, dtype=dtype,
                           limits=limits, allow_outside=allow_outside_paths, workers=workers,
-                          engine=engine, address=address, preprocess=preprocess)
+                          engine=engine, address=address, preprocess=preprocess,
+                          runtime=runtime, quantize=quantize)
     lines = [f"{m}: {s['computed']} computed, {s['cached']} cached, dim {s['dim']}"
              for m, s in summary["modalities"].items()]
     lines += [f"FAILED {e['id']} ({e['path']}): {e['reason']}" for e in summary["errors"]]

@@ -35,6 +35,9 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
           threads: int = typer.Option(0, "--threads", min=0,
                                       help="torch threads per forward (0 = torch's default; 1 "
                                            "steadies latency on a busy CPU)."),
+          runtime: str = typer.Option("auto", "--runtime",
+                                      help="Query encoders: auto (ONNX Runtime on the CPU where "
+                                           "the model exports faithfully), torch, onnx."),
           log_level: str = typer.Option("info", "--log-level", help="uvicorn log level.")
           ) -> None:
     """Serve RUN: search page at http://HOST:PORT/, API docs at /docs. The run, its index and
@@ -48,22 +51,25 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                          max_audio_seconds=max_audio_seconds, timeout_s=timeout,
                          workers=workers)
-    start_server(run, host, port, index=index, token=token, limits=limits, log_level=log_level)
+    start_server(run, host, port, index=index, token=token, limits=limits, log_level=log_level,
+                 runtime=runtime)
 
 
 def start_server(run: Path, host: str = "127.0.0.1", port: int = 8000, index: str | None = None,
                  token: str | None = None, limits: object | None = None,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", runtime: str = "auto") -> None:
     """Load RUN once and serve it with uvicorn until interrupted (also `unibind demo --serve`)."""
     import uvicorn
 
+    from unibind.search.space import Space
     from unibind.serve.app import create_app
 
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: the search API and the run's files are reachable "
                    f"from other machines{'' if token else ' without a token (--token)'}",
                    err=True)
-    application = create_app(run, index, limits=limits, token=token)  # UnibindError: one line
+    space = Space.load(run, index, runtime=runtime)  # UnibindError: one line
+    application = create_app(space, limits=limits, token=token)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"unibind: serving {run} at http://{shown}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level=log_level)

@@ -80,11 +80,12 @@ class Options:
     device_request: str | None = None  # as asked ("auto", "cuda:1" ...): for remote workers
     dtype_request: str | None = None
     limits: MediaLimits = DEFAULT_LIMITS
+    runtime: str = "auto"  # torch, onnx (ONNX Runtime) or auto (onnx on the CPU where faithful)
 
 
 def _load(spec: EncoderSpec, opts: Options):
     try:
-        encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype)
+        encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype, runtime=opts.runtime)
     except OSError as exc:
         raise EncoderLoadError(
             f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
@@ -180,7 +181,8 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
             device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
             workers: int | None = None, engine: str = "local", address: str | None = None,
             preprocess: str = "host", limits: MediaLimits = DEFAULT_LIMITS,
-            allow_outside: bool = False) -> dict[str, Any]:
+            allow_outside: bool = False, runtime: str = "auto",
+            quantize: str | None = None) -> dict[str, Any]:
     """Embed every item of the manifest; write the features folder ``out``; return a summary
     ``{"out", "profile", "modalities": {m: {computed, cached, dim, encoder}}, "errors": [...]}``.
 
@@ -190,7 +192,14 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
     (``address`` of the Ray cluster; default: start or join a local one). ``preprocess``:
     "device" resizes images / computes CLAP log-mels on the model's device.
     ``limits``: the largest image (pixels) and audio (seconds) decoded; bigger items fail alone.
-    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute)."""
+    ``allow_outside``: accept manifest paths outside its folder (``..``, absolute).
+    ``runtime``: "auto" (ONNX Runtime on the CPU for backends that export faithfully, torch on
+    CUDA), "torch" or "onnx"; fp32 vectors of both runtimes agree within the verified tolerance
+    and share cache entries. ``quantize``: "int8" runs dynamically quantized graphs (their own
+    fingerprint and cache entries)."""
+    from unibind.encoders.onnx_runtime import check_runtime, with_quantize
+
+    check_runtime(runtime, quantize)
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if preprocess not in ("host", "device"):
@@ -204,9 +213,9 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
                    address=address, device_request=None if device is None else str(device),
                    dtype_request=None if dtype is None else str(dtype).removeprefix("torch."),
                    dtype=dtype if isinstance(dtype, torch.dtype) else pick_dtype(dev, dtype),
-                   limits=limits)
+                   limits=limits, runtime=runtime)
     manifest_path = Path(manifest_path)
-    specs = {m: _with_preprocess(s, preprocess)
+    specs = {m: with_quantize(_with_preprocess(s, preprocess), quantize)
              for m, s in resolve_profile(profile, overrides).items()}
     manifest = read_manifest(manifest_path, check_files=False,  # missing files: item errors
                              allow_outside=allow_outside)

@@ -66,6 +66,7 @@ class Space:
 
     run: Run
     index: VectorStore  # a faiss index folder or a Milvus collection
+    runtime: str = "auto"  # query encoders: torch, onnx, or auto (ONNX Runtime on the CPU)
     _encoders: dict[str, Any] = field(default_factory=dict, repr=False)
     _members: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -73,10 +74,15 @@ class Space:
                                                  compare=False)
 
     @classmethod
-    def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None
-             ) -> Space:
+    def load(cls, run_path: str | os.PathLike, index_path: str | os.PathLike | None = None,
+             runtime: str = "auto") -> Space:
+        """``runtime`` runs the query encoders: "auto" (ONNX Runtime on the CPU where the
+        model exports faithfully), "torch" or "onnx"."""
+        from unibind.encoders.onnx_runtime import check_runtime
+
+        check_runtime(runtime)
         run = Run.load(run_path)
-        return cls(run=run, index=open_index(run, index_path))
+        return cls(run=run, index=open_index(run, index_path), runtime=runtime)
 
     # -- embedding ---------------------------------------------------------------------------
     def encoder(self, modality: str) -> Any:
@@ -98,7 +104,7 @@ class Space:
         info = self.run.encoders.get(modality)
         if not info or "spec" not in info:
             raise SpaceIndexError(f"run {self.run.path} records no {modality} encoder")
-        enc = load_encoder(info["spec"])
+        enc = load_encoder(info["spec"], runtime=self.runtime)
         want = self.index.meta["provenance"]["encoders"].get(modality, {}).get("fingerprint")
         if enc.fingerprint != want:
             raise IndexMismatch(
