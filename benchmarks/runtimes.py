@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--modalities", default="text,image,audio")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     specs = resolve_profile(args.profile)
     what = {"text": "8-word caption", "image": "600x400 JPEG", "audio": "5 s clip"}
     rows = []

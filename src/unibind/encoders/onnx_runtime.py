@@ -137,12 +137,16 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 # -- export --------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def quiet_export() -> Iterator[None]:
-    """Silence the exporter's warnings and log lines for the duration; restore afterwards."""
+    """Silence the exporter's (and quantizer's) warnings and log lines for the duration;
+    restore afterwards. The quantizer logs on the root logger itself: a filter there drops only
+    records logged directly on it (never what other loggers propagate)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo",
                                               "torch.fx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    root_filter = _BelowError()
+    logging.getLogger().addFilter(root_filter)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -150,6 +154,12 @@ def quiet_export() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        logging.getLogger().removeFilter(root_filter)
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
 
 def export_core(parts: GraphParts, batch: Any, path: Path) -> None:
@@ -222,13 +232,14 @@ def _quantize(fp32: Path, out: Path, parts: GraphParts, encoder: Encoder) -> Non
     with file_lock(out.with_suffix(".lock")):
         if out.is_file():
             return
-        with atomic_file(out) as fh, quiet_export():
-            tmp = Path(fh.name + ".q.onnx")
-            try:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with quiet_export():
                 quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8)
+            with atomic_file(out) as fh:
                 fh.write(tmp.read_bytes())
-            finally:
-                tmp.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
     batch = probe_batch(encoder)
     cosine = min_cosine(GraphRunner(session(out), parts)(batch), parts.run_torch(batch))
     log.info("int8 graph of %s: min cosine %.5f vs fp32 torch on the probe batch",
