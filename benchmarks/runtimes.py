@@ -22,7 +22,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from offline_speed import _clips, _images, _texts  # noqa: E402
-
 from unibind.encoders import load_encoder, resolve_profile  # noqa: E402
 from unibind.encoders.onnx_runtime import cpu_threads, with_quantize  # noqa: E402
 from unibind.features import local_engine, work  # noqa: E402

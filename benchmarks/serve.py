@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/serve.py RUN --clients 32 --requests 1000
     .venv/bin/python benchmarks/serve.py --screenshot docs/serve.png   # also a page screenshot
     .venv/bin/python benchmarks/serve.py --threads 0,1   # torch default vs 1 thread, in turn
+    .venv/bin/python benchmarks/serve.py --runtime torch,onnx   # query encoders, in turn
 
 The server is a separate process (`unibind serve RUN`, as a user starts it); clients are threads
 here, each with its own keep-alive HTTP/1.1 connection. Without the demo run (`make demo`) a
@@ -45,7 +46,7 @@ def demo_run() -> Path:
 
 def tiny_run() -> Path:
     sys.path.insert(0, str(ROOT))
-    from tests.serve_support import build_tiny_run
+    from tests.fixtures.serve import build_tiny_run
 
     return build_tiny_run(Path(tempfile.mkdtemp(prefix="unibind-bench-serve-")))
 
@@ -56,12 +57,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, workers: int, threads: int,
+                 runtime: str = "auto") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep +
            os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-c", "from unibind.cli import main; main()", "serve", str(run),
            "--port", str(port), "--workers", str(workers), "--threads", str(threads),
-           "--log-level", "warning"]
+           "--runtime", runtime, "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -174,6 +176,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8, help="server --workers")
     ap.add_argument("--threads", default="0",
                     help="server --threads settings to compare, e.g. 0,1 (0 = torch's default)")
+    ap.add_argument("--runtime", default="auto",
+                    help="server --runtime settings to compare, e.g. torch,onnx")
     ap.add_argument("--screenshot", type=Path, help="also save a page screenshot here")
     args = ap.parse_args()
 
@@ -183,34 +187,36 @@ def main() -> None:
         source = "demo run (offline profile)"
         if not (run / "index" / "index.json").is_file():
             run, source = tiny_run(), "tiny-profile run on generated media (no demo run found)"
-    settings = [int(x) for x in args.threads.split(",")]
+    settings = [(int(x), rt) for rt in args.runtime.split(",") for x in args.threads.split(",")]
     try:
-        results = [(th, *measure(run, args, th, args.screenshot if n == 0 else None))
-                   for n, th in enumerate(settings)]
+        results = [(th, rt, *measure(run, args, th, args.screenshot if n == 0 else None, rt))
+                   for n, (th, rt) in enumerate(settings)]
     finally:
         if source.startswith("tiny"):
             shutil.rmtree(run.parent, ignore_errors=True)
 
     load_avg = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nrun: {run} ({source}); {os.cpu_count()} CPUs, load average {load_avg}\n")
-    print("| server --threads | requests | n | p50 ms | p90 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|---:|")
-    for th, rows, _, _, _ in results:
+    print("| server --runtime | --threads | requests | n | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for th, rt, rows, _, _, _ in results:
         for name, xs in rows:
-            print(f"| {th or 'default'} | {name} | {len(xs)} | {ms(xs, 50)} | {ms(xs, 90)} | "
-                  f"{ms(xs, 99)} |")
+            print(f"| {rt} | {th or 'default'} | {name} | {len(xs)} | {ms(xs, 50)} | "
+                  f"{ms(xs, 90)} | {ms(xs, 99)} |")
     print()
-    for th, _, errors, wall, start_s in results:
-        print(f"--threads {th or 'default'}: {args.requests} text searches from {args.clients} "
+    for th, rt, _, errors, wall, start_s in results:
+        print(f"--runtime {rt} --threads {th or 'default'}: {args.requests} text searches from "
+              f"{args.clients} "
               f"concurrent clients: {errors} errors, {wall:.1f} s, "
               f"{args.requests / wall:.0f} requests/s (server start {start_s:.1f} s)")
 
 
-def measure(run: Path, args: argparse.Namespace, threads: int, shot: Path | None) -> tuple:
-    """One server (``--threads``), every series; (rows, errors, wall s, start s)."""
+def measure(run: Path, args: argparse.Namespace, threads: int, shot: Path | None,
+            runtime: str = "auto") -> tuple:
+    """One server (``--threads``, ``--runtime``), every series; (rows, errors, wall s, start s)."""
     port = free_port()
     t = time.perf_counter()
-    proc = start_server(run, port, args.workers, threads)
+    proc = start_server(run, port, args.workers, threads, runtime)
     start_s = time.perf_counter() - t
     try:
         c = Client(port)

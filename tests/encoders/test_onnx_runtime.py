@@ -27,7 +27,8 @@ def tiny_specs() -> dict[str, EncoderSpec]:
     tiny = resolve_profile("tiny")
     bert = tiny["text"].source
     return {"bert-pooler": tiny["text"],
-            "bert-mean": EncoderSpec("text", "hf-text", bert, options={"pooling": "mean", "max_length": 64}),
+            "bert-mean": EncoderSpec("text", "hf-text", bert,
+                                     options={"pooling": "mean", "max_length": 64}),
             "clip-image": tiny["image"], "clap-audio": tiny["audio"],
             "clip-text": EncoderSpec("text", "hf-clip-text", str(tiny_model_dir("clip-aligned"))),
             "clap-text": EncoderSpec("text", "hf-clap-text", str(tiny_model_dir("clap-aligned")))}

@@ -20,8 +20,8 @@ import torch
 from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
 from unibind.encoders.base import Encoder
-from unibind.encoders.inputs import rgb_image
 from unibind.encoders.graph import GraphParts
+from unibind.encoders.inputs import rgb_image
 from unibind.encoders.towers import ImageEmbeds, ProjectedTower, load_tower
 
 PREPROCESS = ("host", "device")
