@@ -21,8 +21,8 @@ VARIANTS = {"torch": ("torch", None), "onnx": ("onnx", None), "int8": ("onnx", "
 
 def metrics(run_path: Path) -> dict[str, float]:
     """Cross-modal mean mAP@10 and R@1 on the test split, by label and by group."""
-    from unibind.features.splits import group_keys
     from unibind.eval.metrics import cross_modal_mean, pair_metrics
+    from unibind.features.splits import group_keys
     from unibind.run.folder import Run
 
     run = Run.load(run_path)
