@@ -151,3 +151,11 @@ def test_two_processes_export_once_and_quietly(tmp_path: Path) -> None:
              if ln.strip() and not ln.startswith("LOG ") and "Loading weights" not in ln]
     assert noise == []
     assert len(list((tmp_path / "graphs").glob("*/model.onnx"))) == 1
+
+
+def test_quantized_spec_runs_its_graph_wherever_loaded() -> None:
+    """Later stages (evaluate's zero-shot, bind) load the run's spec without a runtime: an
+    int8 spec still gets its int8 graph, on the CPU."""
+    int8 = with_quantize(tiny_specs()["bert-pooler"], "int8")
+    enc = load_encoder(int8.to_dict())
+    assert enc.runtime == "onnx" and enc.device.type == "cpu"

@@ -53,19 +53,25 @@ def backend_class(name: str) -> type[Encoder]:
 
 
 def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, runtime: str = "torch") -> Encoder:
+                 dtype: torch.dtype | None = None, runtime: str | None = None) -> Encoder:
     """Instantiate (and load the weights of) the encoder ``spec`` names; ``device`` defaults to
-    auto (cuda > mps > cpu), ``dtype`` to fp32. ``runtime``: "torch", "onnx" (ONNX Runtime on
-    the CPU) or "auto" (ONNX Runtime on the CPU where the backend exports faithfully, else
-    torch); a spec with ``quantize: int8`` always runs its int8 ONNX graph."""
+    auto (cuda > mps > cpu), ``dtype`` to fp32. ``runtime``: "torch" (default), "onnx" (ONNX
+    Runtime on the CPU) or "auto" (ONNX Runtime on the CPU where the backend exports
+    faithfully, else torch). A spec with ``quantize: int8`` runs its int8 ONNX graph on the CPU
+    unless "torch" is asked for explicitly (an error)."""
     import torch
 
     from unibind.util.runtime import pick_device
 
     spec = EncoderSpec.from_dict(spec)
+    quantized = bool(spec.options.get("quantize"))
+    if runtime is None:
+        runtime = "onnx" if quantized else "torch"
+    if quantized and runtime != "torch":
+        device, dtype = torch.device("cpu"), torch.float32  # where the int8 graph runs
     device = device if isinstance(device, torch.device) else pick_device(device)
     encoder = backend_class(spec.backend)(spec, device=device, dtype=dtype)
-    if runtime != "torch" or spec.options.get("quantize"):
+    if runtime != "torch" or quantized:
         from unibind.encoders.onnx_runtime import use_runtime
 
         use_runtime(encoder, runtime)
