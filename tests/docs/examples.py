@@ -137,6 +137,14 @@ def output_pattern(expected: list[str]) -> re.Pattern[str]:
     return re.compile("".join(parts), re.MULTILINE)
 
 
+def screen(actual: str) -> str:
+    """Output as a terminal shows it: a carriage return (progress bars) rewrites its line, and a
+    cleared bar leaves only blanks (stdout and stderr captured apart can put them before a line)."""
+    lines = actual.replace("\r\n", "\n").split("\n")
+    lines = [re.sub(r"^ {8,}", "", line.rsplit("\r", 1)[-1]).rstrip() for line in lines]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
 def output_matches(expected: list[str], actual: str) -> bool:
-    text = "\n".join(line.rstrip() for line in actual.splitlines()) + "\n"
+    text = screen(actual)
     return output_pattern(expected).search(text) is not None
