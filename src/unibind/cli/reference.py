@@ -22,6 +22,38 @@ Exit status: 0 success, 1 some items failed (the others are written and the fail
 """
 
 
+# Options whose allowed values live in a library registry: (command name or "*", option) ->
+# (module, attribute, values before, values after). The page lists them from there, never
+# copied by hand.
+ALLOWED: dict[tuple[str, str], tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    ("*", "--profile"): ("unibind.encoders.profiles", "PROFILES", (), ()),
+    ("*", "--preset"): ("unibind.training.config", "PRESETS", (), ()),
+    ("*", "--balance"): ("unibind.search.merge", "MODES", (), ()),
+    ("*", "--dtype"): ("unibind.util.runtime", "DTYPES", ("auto",), ()),
+    ("*", "--engine"): ("unibind.features.extract", "ENGINES", (), ()),
+    ("*", "--positives"): ("unibind.training.losses", "POSITIVES", (), ()),
+    ("folder", "--labels"): ("unibind.data.folder", "LABEL_MODES", (), ()),
+    ("captions", "--backend"): ("unibind.data.captions", "BACKENDS", (), ()),
+    ("evaluate", "--split"): ("unibind.data.manifest", "SPLITS", (), ("all",)),
+    ("plot", "--method"): ("unibind.report.plots", "METHODS", (), ()),
+    ("demo", "--plot-method"): ("unibind.report.plots", "METHODS", (), ()),
+    ("bind", "--method"): ("unibind.binding.bridge", "METHODS", (), ()),
+}
+
+
+def allowed_values(command: str, option: str) -> list[str] | None:
+    """The allowed values of ``option`` of ``command``, read from the library's registry."""
+    import importlib
+
+    entry = ALLOWED.get((command, option)) or ALLOWED.get(("*", option))
+    if entry is None:
+        return None
+    module, attribute, before, after = entry
+    values = [v for v in getattr(importlib.import_module(module), attribute)
+              if v not in before + after]
+    return [*before, *values, *after]
+
+
 def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
@@ -85,8 +117,14 @@ def _command(command: Any, path: list[str], level: int) -> list[str]:
     params = [p for p in command.params if not getattr(p, "hidden", False)]
     if params:
         out += ["| argument / option | type | default | description |", "|---|---|---|---|"]
-        out += [f"| {_names(p)} | {_cell(_type(p))} | {_cell(_default(p))} | "
-                f"{_cell(getattr(p, 'help', None) or '')} |" for p in params]
+        for p in params:
+            text = getattr(p, "help", None) or ""
+            values = (allowed_values(path[-1], p.opts[0])
+                      if p.param_type_name == "option" else None)
+            if values:
+                text = f"{text} Allowed: {', '.join(f'`{v}`' for v in values)}.".strip()
+            out.append(f"| {_names(p)} | {_cell(_type(p))} | {_cell(_default(p))} | "
+                       f"{_cell(text)} |")
         out.append("")
     if subcommands:
         out += ["Commands: " + ", ".join(f"`{name} {sub}`" for sub in subcommands), ""]
