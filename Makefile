@@ -24,7 +24,7 @@ test: install
 # The documentation site, offline, into site/ (the CLI reference is regenerated first).
 docs: install
 	$(PY) -m unibind.cli.reference docs/reference/cli.md
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/unibind demo

@@ -82,7 +82,7 @@ def pages() -> list[Path]:
 
 def parse(path: Path) -> list[Block]:
     """The runnable blocks of one Markdown file, in page order."""
-    page = path.relative_to(ROOT).as_posix()
+    page = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks: list[Block] = []
     pending: dict = {"skip": None, "exit": 0, "setups": []}
