@@ -55,7 +55,8 @@ def allowed_values(command: str, option: str) -> list[str] | None:
 
 
 def _cell(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")  # DIR/<label> is text, not HTML
 
 
 def _type(param: Any) -> str:
@@ -109,11 +110,8 @@ def _command(command: Any, path: list[str], level: int) -> list[str]:
     usage = _usage(command, path)
     out += ["```text", usage, "```", ""]
     if command.help:
-        out += [" ".join(line.strip() for line in command.help.strip().split("\n\n")[0].split()),
-                ""]
-        rest = command.help.strip().split("\n\n")[1:]
-        for para in rest:
-            out += [" ".join(para.split()), ""]
+        for para in command.help.strip().split("\n\n"):
+            out += [_cell(para).replace("\\|", "|"), ""]
     params = [p for p in command.params if not getattr(p, "hidden", False)]
     if params:
         out += ["| argument / option | type | default | description |", "|---|---|---|---|"]
@@ -127,7 +125,8 @@ def _command(command: Any, path: list[str], level: int) -> list[str]:
                        f"{_cell(text)} |")
         out.append("")
     if subcommands:
-        out += ["Commands: " + ", ".join(f"`{name} {sub}`" for sub in subcommands), ""]
+        out += ["Commands: " + ", ".join(
+            f"[`{name} {sub}`](#{'-'.join([*path, sub])})" for sub in subcommands), ""]
         for sub_name, sub in subcommands.items():
             out += _command(sub, [*path, sub_name], min(level + 1, 4))
     return out
