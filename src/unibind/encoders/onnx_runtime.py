@@ -279,7 +279,8 @@ def graph_file(encoder: Encoder, parts: GraphParts, quantize: str | None = None)
 
 # -- running -------------------------------------------------------------------------------------
 def session(path: Path, threads: int | None = None) -> Any:
-    """A CPU ONNX Runtime session: full graph optimisation, intra-op threads = usable cores."""
+    """A CPU ONNX Runtime session: full graph optimisation (NCHWc layouts, fusions), intra-op
+    threads = usable cores, no spin-waiting."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -288,6 +289,9 @@ def session(path: Path, threads: int | None = None) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3  # errors only
+    # idle threads sleep instead of spinning (as OMP_WAIT_POLICY=PASSIVE does for torch): a
+    # shared CPU (the service's event loop, decode threads, other processes) keeps its cycles
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
