@@ -46,11 +46,14 @@ def service(run_path: Path) -> Service:
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> TestClient:
-    return TestClient(create_app(service))
+    return TestClient(create_app(service), base_url=LOCAL)
+
+
+LOCAL = "http://127.0.0.1"  # the service answers loopback Host names only
 
 
 def limited(run_path: Path, **caps) -> TestClient:
-    return TestClient(create_app(run_path, limits=ServeLimits(**caps)))
+    return TestClient(create_app(run_path, limits=ServeLimits(**caps)), base_url=LOCAL)
 
 
 def data(run_path: Path) -> Path:
@@ -132,16 +135,16 @@ def test_content_is_sniffed_not_the_name(client: TestClient, run_path: Path):
     r = client.post("/api/search", files={"audio": ("x.wav", png, "audio/wav")})
     assert r.status_code == 422 and "content is image" in r.json()["error"]
     r = client.post("/api/search", files={"image": ("x.png", b"just some text\n" * 50)})
-    assert r.status_code == 422 and "neither an image nor a sound" in r.json()["error"]
+    assert r.status_code == 422 and "not a file this service can read" in r.json()["error"]
 
 
 @pytest.mark.parametrize("name,make,reason", [
     ("empty", lambda d: b"", "empty file"),
     ("truncated png", lambda d: (d / "dog" / "0.png").read_bytes()[:300], "corrupt image"),
     ("truncated wav header", lambda d: (d / "dog" / "0.wav").read_bytes()[:30],
-     "neither an image nor a sound"),
+     "not a file this service can read"),
     ("garbage after RIFF", lambda d: b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4,
-     "neither an image nor a sound"),
+     "not a file this service can read"),
 ])
 def test_corrupt_uploads_are_422(client: TestClient, run_path: Path, name, make, reason):
     r = client.post("/api/search", files={"file": ("q.bin", make(data(run_path)))})
@@ -279,7 +282,7 @@ def test_similar(client: TestClient, service: Service):
 
 
 def test_bearer_token(run_path: Path):
-    c = TestClient(create_app(run_path, token="s3cret"))
+    c = TestClient(create_app(run_path, token="s3cret"), base_url=LOCAL)
     assert c.get("/api/health").status_code == 200
     assert c.get("/").status_code == 200
     r = c.get("/api/info")
@@ -296,7 +299,7 @@ def test_timeout_is_504(run_path: Path, tmp_path: Path, monkeypatch: pytest.Monk
     svc = Service(Space.load(run_path), ServeLimits(timeout_s=0.2))
     monkeypatch.setattr(svc, "search", lambda *a: time.sleep(1))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    c = TestClient(create_app(svc))
+    c = TestClient(create_app(svc), base_url=LOCAL)
     r = c.post("/api/search", json={"text": "x"})
     assert r.status_code == 504 and r.json()["limit"] == "timeout_s"
     wav = (data(run_path) / "bell" / "0.wav").read_bytes()
@@ -369,18 +372,20 @@ def same_ranking(a: list, b: list, tol: float = 1e-5) -> None:
 
 
 def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import uvicorn
+    import unibind.serve.server as server
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(
-        host=host, port=port, app=app))
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
+        host=host, port=port, app=app, limits=limits))
     runner = CliRunner()
     r = runner.invoke(cli_app, ["serve", str(run_path), "--port", "8123"])
     assert r.exit_code == 0, r.output
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and "warning" not in r.output
     r = runner.invoke(cli_app, ["serve", str(run_path), "--host", "0.0.0.0"])
     assert r.exit_code == 0 and seen["host"] == "0.0.0.0"
-    assert "warning: binding 0.0.0.0" in r.output and "--token" in r.output
+    assert "warning: binding 0.0.0.0" in r.output and "--token-file" in r.output
+    r = runner.invoke(cli_app, ["serve", str(run_path), "--host", "127.0.0.2"])
+    assert r.exit_code == 0 and "warning" not in r.output  # all of 127/8 is loopback
     r = runner.invoke(cli_app, ["serve", str(run_path.parent / "nope")])
     assert r.exit_code == 2 and "error:" in r.output
     import torch
@@ -394,14 +399,13 @@ def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import uvicorn
-
     import unibind.demo as demo
+    import unibind.serve.server as server
 
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda **kw: {"out": str(run_path.parent)})
     monkeypatch.setattr(demo, "demo_text", lambda summary: "demo done")
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
         host=host, port=port, run=app.state.service.space.run.path))
     r = CliRunner().invoke(cli_app, ["demo", "--serve", "--port", "8765"])
     assert r.exit_code == 0, r.output
@@ -409,13 +413,13 @@ def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.Monk
 
 
 def test_app_closes_its_own_service_at_shutdown(run_path: Path, service: Service):
-    with TestClient(create_app(run_path)) as c:
+    with TestClient(create_app(run_path), base_url=LOCAL) as c:
         own = c.app.state.service
         assert c.get("/api/health").status_code == 200
-    assert own.pool._shutdown
-    with TestClient(create_app(service)):
+    assert own.pool.executor._shutdown
+    with TestClient(create_app(service), base_url=LOCAL):
         pass
-    assert not service.pool._shutdown  # a Service handed in stays the caller's
+    assert not service.pool.executor._shutdown  # a Service handed in stays the caller's
 
 
 def test_package_and_cli_module_import_no_web_stack():
