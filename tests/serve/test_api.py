@@ -408,6 +408,33 @@ def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.Monkey
         torch.set_num_threads(before)
 
 
+def test_token_from_file_or_environment(run_path: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch):
+    """The token never has to be on the command line (where the process list shows it)."""
+    import unibind.serve.server as server
+
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
+        app=app, limits=limits))
+    monkeypatch.delenv("UNIBIND_TOKEN", raising=False)
+    (tmp_path / "token").write_text("from-file\n")
+    runner = CliRunner()
+    for args, env, token in ((["--token-file", str(tmp_path / "token")], {}, "from-file"),
+                             ([], {"UNIBIND_TOKEN": "from-env"}, "from-env")):
+        r = runner.invoke(cli_app, ["serve", str(run_path), "--allowed-host", "box.lan", *args],
+                          env=env)
+        assert r.exit_code == 0, r.output
+        c = TestClient(seen["app"], base_url="http://box.lan")
+        assert c.get("/api/info").status_code == 401
+        assert c.get("/api/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert seen["limits"].allowed_hosts == ("box.lan",)
+        seen["app"].state.service.close()
+    (tmp_path / "empty").write_text("")
+    r = runner.invoke(cli_app, ["serve", str(run_path), "--token-file", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "is empty" in r.output
+    assert "--token " not in runner.invoke(cli_app, ["serve", "--help"]).output
+
+
 def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):
     import unibind.demo as demo
     import unibind.serve.server as server
