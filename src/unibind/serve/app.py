@@ -163,17 +163,24 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
         ``Retry-After``; text queries never wait behind them."""
         deadline = Deadline(limits.timeout_s)
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            req, uploads, tmp = await _read_form(request)
-        else:
-            req, uploads, tmp = _validate(SearchRequest, await _json(request)), [], None
+        if not ctype.startswith("multipart/form-data"):
+            req = _validate(SearchRequest, await _json(request))
+            _check_request(req, limits)
+            return await in_pool(service.pool, deadline, service.search, req.text, [], req.k,
+                                 req.modality, req.balance, req.via_pairs, None, deadline)
+        try:  # a full upload pool answers 503 before the body is parsed
+            service.media.admit()
+        except ServeError:
+            async for _ in request.stream():  # read (capped by the guard), so the client
+                pass                           # that sends it all first still gets the 503
+            raise
+        req, files, form = await _read_form(request)
         try:
             _check_request(req, limits)
-            pool = service.media if uploads else service.pool
-            return await in_pool(pool, deadline, service.search, req.text, uploads, req.k,
-                                 req.modality, req.balance, req.via_pairs, tmp, deadline)
-        finally:  # also after a timeout: a late job then fails on its missing files, unseen
-            _remove(tmp)
+            pool = service.media if files else service.pool
+            return await in_pool(pool, deadline, _search_files, service, req, files, deadline)
+        finally:  # after a timeout too: a late job then fails on its closed files, unseen
+            await form.close()
 
     @app.get("/api/items/{item_id:path}/media", tags=["items"])
     async def media(item_id: str, size: int = DEFAULT_THUMB) -> Response:
@@ -295,41 +302,54 @@ def _check_request(req: Any, limits: ServeLimits) -> None:
         raise ServeError(str(exc)[:300]) from None
 
 
-async def _read_form(request: Request) -> tuple[SearchRequest, list, Path]:
-    """Multipart -> request, uploads saved under a fresh temporary folder (names are ours)."""
+async def _read_form(request: Request) -> tuple[SearchRequest, list, Any]:
+    """Multipart -> (request, [(declared modality, file object, shown name, field)], form);
+    the files stay in the form's spooled buffers until a worker saves them."""
     try:
         form = await request.form(max_files=8, max_fields=32)
     except AssertionError:  # starlette's own check of a malformed part
         raise ServeError("malformed multipart body", status=400) from None
-    tmp = Path(tempfile.mkdtemp(prefix="unibind-serve-"))
     fields_of = upload_fields()
     try:
-        uploads, fields = [], {}
-        for n, (key, value) in enumerate(form.multi_items()):
+        files, fields = [], {}
+        for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key not in fields_of:
                     raise ServeError(f"unknown file field {echo(key)}; use "
                                      f"{', '.join(fields_of)}")
-                target = tmp / f"upload-{n}"
-                with open(target, "wb") as fh:
-                    while chunk := await value.read(1 << 20):
-                        fh.write(chunk)
-                if target.stat().st_size == 0:
-                    raise ServeError(f"{key}: empty file")
                 shown = Path(value.filename or key).name[:120] or key
-                uploads.append((fields_of[key], target, shown))
+                files.append((fields_of[key], value.file, shown, key))
             elif key in ("text", "modality"):
                 fields.setdefault(key, []).append(value)
             else:
                 fields[key] = value
         if "modality" in fields:
             fields["modality"] = ",".join(fields["modality"])
-        return _validate(SearchRequest, fields), uploads, tmp
+        return _validate(SearchRequest, fields), files, form
     except BaseException:
-        _remove(tmp)
-        raise
-    finally:
         await form.close()
+        raise
+
+
+def _search_files(service: Service, req: SearchRequest, files: list,
+                  deadline: Deadline) -> dict[str, Any]:
+    """In a worker: save the uploads under a fresh temporary folder (names are ours), search,
+    delete the folder whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix="unibind-serve-"))
+    try:
+        uploads = []
+        for n, (declared, fh, shown, key) in enumerate(files):
+            target = tmp / f"upload-{n}"
+            fh.seek(0)
+            with open(target, "wb") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
+            if target.stat().st_size == 0:
+                raise ServeError(f"{key}: empty file")
+            uploads.append((declared, target, shown))
+        return service.search(req.text, uploads, req.k, req.modality, req.balance,
+                              req.via_pairs, tmp, deadline)
+    finally:
+        _remove(tmp)
 
 
 def _remove(tmp: Path | None) -> None:

@@ -37,6 +37,11 @@ def timed_out(seconds: float) -> ServeError:
                       limit="timeout_s", value=seconds)
 
 
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Pool:
     """``workers`` threads; at most ``queue`` more jobs waiting, beyond that 503."""
 
@@ -48,21 +53,31 @@ class Pool:
         self._slots = threading.BoundedSemaphore(self.capacity)
         self.refused = 0
 
+    def busy_error(self) -> ServeError:
+        self.refused += 1
+        return ServeError(f"the server is busy with {self.name} requests; retry in "
+                          f"{self.retry_after} s", status=503,
+                          headers={"Retry-After": str(self.retry_after)})
+
+    def admit(self) -> None:
+        """503 now if no slot is free (before a request's body is even parsed)."""
+        if self.busy >= self.capacity:
+            raise self.busy_error()
+
     async def run(self, deadline: Deadline, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a worker, answered by ``deadline`` at the latest."""
         if not self._slots.acquire(blocking=False):
-            self.refused += 1
-            raise ServeError(f"the server is busy with {self.name} requests; retry in "
-                             f"{self.retry_after} s", status=503,
-                             headers={"Retry-After": str(self.retry_after)})
+            raise self.busy_error()
         try:
             future = self.executor.submit(self._job, deadline, fn, *args)
         except RuntimeError:  # shut down
             self._slots.release()
             raise ServeError("the server is shutting down", status=503) from None
+        waited = asyncio.wrap_future(future)
+        waited.add_done_callback(_retrieve)  # a late job's error is nobody's: not logged
         try:
             # shielded: a timed-out request leaves its job to finish (and free its slot)
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+            return await asyncio.wait_for(asyncio.shield(waited),
                                           timeout=max(0.0, deadline.left()))
         except asyncio.TimeoutError:
             raise timed_out(deadline.seconds) from None
