@@ -49,7 +49,7 @@ def serve(run: Path = typer.Argument(..., help="Run folder (indexed with `unibin
                                            "encoder still runs one (batched) forward at a time."),
           media_workers: int = typer.Option(1, "--media-workers", min=1,
                                             help="Threads decoding and encoding uploads."),
-          media_queue: int = typer.Option(8, "--media-queue", min=1,
+          media_queue: int = typer.Option(16, "--media-queue", min=1,
                                           help="Uploads waiting for those; more get 503."),
           header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1,
                                                help="Seconds for a request's headers."),

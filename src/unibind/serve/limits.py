@@ -56,7 +56,7 @@ class ServeLimits:
     timeout_s: float = 30.0
     workers: int = 8                      # threads for text queries and item look-ups
     media_workers: int = 1                # threads decoding and encoding uploads
-    media_queue: int = 8                  # uploads waiting for one; more -> 503 + Retry-After
+    media_queue: int = 16                 # uploads waiting for one; more -> 503 + Retry-After
     header_timeout_s: float = 10.0        # request line + headers must arrive within this
     body_timeout_s: float = 20.0          # the whole body must arrive within this
     keep_alive_s: float = 5.0             # idle keep-alive connections close after this
