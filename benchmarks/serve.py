@@ -195,7 +195,8 @@ def main() -> None:
         from benchmarks.serve_flood import flood
 
         try:
-            flood(run, source, args, settings[0], start_server, free_port)
+            for th in settings:  # one table per setting, in turn
+                flood(run, source, args, th, start_server, free_port)
         finally:
             if source.startswith("tiny"):
                 shutil.rmtree(run.parent, ignore_errors=True)

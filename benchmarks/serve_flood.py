@@ -4,7 +4,8 @@ Three phases against one server process (started as a user starts it):
 1. text searches alone (baseline),
 2. the same text searches while ``--flood-clients`` threads loop a 1 KB WAV whose header says
    1 Hz x 500 frames ("500 s": before header checks this cost 20 s and 3 GB per upload),
-3. one request carrying eight 600 s FLAC clips (48 kHz, silence: a few KB each).
+3. one request carrying eight 600 s FLAC clips (48 kHz, silence: a few KB each), then one
+   request with a single 599 s clip (accepted: its decode and encode cost).
 Server memory (RSS, sampled every 0.1 s) before, peak and after. Prints Markdown tables.
 """
 
@@ -129,6 +130,12 @@ def flood(run: Path, source: str, args: argparse.Namespace, threads: int, start_
         clip = silent_flac(600)
         body8, ctype8 = files_body([("audio", f"clip{n}.flac", clip) for n in range(8)])
         status8, sec8 = Client(port).ask("POST", "/api/search", body8, ctype8)
+        before_one = rss_mb(proc.pid)
+        mem.peak = 0.0
+        body1, ctype1 = files_body([("audio", "clip.flac", silent_flac(599))])
+        status1, sec1 = Client(port).ask("POST", "/api/search", body1, ctype1)
+        time.sleep(0.3)
+        peak_one = mem.peak
         end_mb = rss_mb(proc.pid)
     finally:
         mem.stop.set()
@@ -152,6 +159,8 @@ def flood(run: Path, source: str, args: argparse.Namespace, threads: int, start_
               f"{ms(secs, 100)} |")
     print(f"\neight 600 s FLAC clips ({len(clip) // 1024} KB each) in one request: "
           f"{status8} in {1000 * sec8:.0f} ms")
+    print(f"one 599 s clip: {status1} in {1000 * sec1:.0f} ms, server memory peak "
+          f"+{peak_one - before_one:.0f} MB over {before_one:.0f} MB")
     print(f"server memory: {start_mb:.0f} MB before the flood, {after_flood_mb:.0f} MB after it "
           f"(+{after_flood_mb - start_mb:.0f} MB), peak {mem.peak:.0f} MB, "
           f"{end_mb:.0f} MB at the end ({args.flood_seconds:g} s flood)")

@@ -139,7 +139,7 @@ def make_thumbnail(path: Path, size: int) -> bytes:
     from unibind.media.decode import MediaError, load_image
 
     try:
-        image = load_image(path)
+        image = load_image(path, draft=(size, size), max_side=max(4 * size, 512))
     except MediaError as exc:
         raise ServeError(f"this item's image cannot be shown: {exc}", status=500) from None
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
