@@ -69,8 +69,11 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers") or []}
         refusal = self.refuse(scope, headers)
-        if refusal is not None:
-            return await self.answer(refusal, scope, receive, send, drain=False)
+        if refusal is not None:  # a small body is read first (a clean answer), else cut off
+            length = headers.get("content-length", "0")
+            small = length.isdigit() and int(length) <= self.limits.max_json_bytes
+            return await self.answer(refusal, scope, receive, send,
+                                     drain=small and scope["method"] not in SAFE_METHODS)
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         cap = (self.limits.max_json_bytes if ctype == "application/json"
                else self.limits.max_upload_bytes)
