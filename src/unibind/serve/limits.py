@@ -83,6 +83,7 @@ class ServeLimits:
 
 
 def too_large(limits: ServeLimits, json_body: bool = False) -> ServeError:
+    """The 413 error for a request body over ``max_upload_mb`` (``max_json_kb`` for JSON)."""
     if json_body:
         return ServeError(f"JSON body larger than max_json_kb={limits.max_json_kb:g} KB",
                           status=413, limit="max_json_kb", value=limits.max_json_kb)
