@@ -51,6 +51,7 @@ def is_loopback(name: str) -> bool:
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a ``Host`` header names this server: loopback, or in ``allowed`` (``*``: any)."""
     if "*" in allowed:
         return True
     name = host_name(host)

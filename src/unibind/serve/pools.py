@@ -33,6 +33,7 @@ class Deadline:
 
 
 def timed_out(seconds: float) -> ServeError:
+    """The 504 of a request that outlived ``timeout_s``."""
     return ServeError(f"the request took longer than timeout_s={seconds:g}", status=504,
                       limit="timeout_s", value=seconds)
 
