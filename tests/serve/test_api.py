@@ -329,7 +329,9 @@ def test_page_and_static(client: TestClient):
 
 def test_concurrent_clients_get_sequential_answers(service: Service, run_path: Path):
     """32 threads against a real server: text, upload and similar queries at once; every
-    answer equals the one a lone client gets (uploads retried on 503 as Retry-After says)."""
+    answer equals the one a lone client gets (uploads retried on 503 as Retry-After says;
+    two upload workers keep the test short)."""
+    service = Service(service.space, ServeLimits(media_workers=2))
     wav = (data(run_path) / "dog" / "2.wav").read_bytes()
     png = (data(run_path) / "rain" / "0.png").read_bytes()
     table = service.space.index.items
@@ -368,6 +370,7 @@ def test_concurrent_clients_get_sequential_answers(service: Service, run_path: P
         before = (text.forwards, text.requests)
         with ThreadPoolExecutor(32) as pool:
             got = list(pool.map(concurrent, jobs * 2))
+    service.close()
     assert all(code == 200 for code, _ in want), want
     assert [code for code, _ in got] == [200] * len(got)
     for (_, a), (_, b) in zip(want * 2, got):

@@ -268,3 +268,10 @@ def test_disconnect_is_one_info_line_and_413_is_readable(space: Space,
         body, ctype = multipart([("audio", bytes(150_000))])
         status, _, raw = ask(port, "POST", "/api/search", body, {"Content-Type": ctype})
         assert status == 413 and json.loads(raw)["limit"] == "max_upload_mb"
+
+
+def test_messages_lose_server_paths():
+    from unibind.serve.service import _no_paths
+
+    said = _no_paths("cannot load '/root/.cache/models/clip/' (see /usr/lib/x.so), http://h/a")
+    assert said == "cannot load 'clip' (see x.so), http://h/a"

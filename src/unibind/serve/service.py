@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from functools import partial
 from pathlib import Path
@@ -78,7 +79,7 @@ class Service:
                                              self.limits.max_image_side)
                 self.encoders[m] = "ready"
             except (UnibindError, OSError, ValueError, ImportError, KeyError) as exc:
-                self.encoders[m] = f"unavailable: {exc}"
+                self.encoders[m] = f"unavailable: {_no_paths(str(exc))[:200]}"
                 log.warning("%s queries are unavailable: %s", m, exc)
 
     # -- searching -----------------------------------------------------------------------------
@@ -183,3 +184,8 @@ class Service:
                 "encoders": encoders, "metrics": headline,
                 "balance": {"default": self.space.default_mode(), "modes": list(MODES)},
                 "limits": self.limits.as_dict()}
+
+
+def _no_paths(text: str) -> str:
+    """``text`` with absolute paths cut to their last part (answers never show server paths)."""
+    return re.sub(r"(?<![\w.:/])(/[^\s'\":,/]+)+/?", lambda m: Path(m.group(0)).name, text)
