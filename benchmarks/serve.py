@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/serve.py --screenshot docs/serve.png   # also a page screenshot
     .venv/bin/python benchmarks/serve.py --threads 0,1   # torch default vs 1 thread, in turn
     .venv/bin/python benchmarks/serve.py --runtime torch,onnx   # query encoders, in turn
+    .venv/bin/python benchmarks/serve.py --flood         # text latency under an upload flood
 
 The server is a separate process (`unibind serve RUN`, as a user starts it); clients are threads
 here, each with its own keep-alive HTTP/1.1 connection. Without the demo run (`make demo`) a
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 WORDS = ["dog", "cat", "bird", "rain", "bell", "car", "train", "tree", "flower", "water", "music",
          "drum", "horse", "cow", "boat", "star", "moon", "fire", "snow", "house", "apple", "ghost"]
 
@@ -45,7 +47,6 @@ def demo_run() -> Path:
 
 
 def tiny_run() -> Path:
-    sys.path.insert(0, str(ROOT))
     from tests.fixtures.serve import build_tiny_run
 
     return build_tiny_run(Path(tempfile.mkdtemp(prefix="unibind-bench-serve-")))
@@ -58,12 +59,12 @@ def free_port() -> int:
 
 
 def start_server(run: Path, port: int, workers: int, threads: int,
-                 runtime: str = "auto") -> subprocess.Popen:
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep +
            os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-c", "from unibind.cli import main; main()", "serve", str(run),
            "--port", str(port), "--workers", str(workers), "--threads", str(threads),
-           "--runtime", runtime, "--log-level", "warning"]
+           "--log-level", "warning", *extra]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -179,6 +180,11 @@ def main() -> None:
     ap.add_argument("--runtime", default="auto",
                     help="server --runtime settings to compare, e.g. torch,onnx")
     ap.add_argument("--screenshot", type=Path, help="also save a page screenshot here")
+    ap.add_argument("--flood", action="store_true",
+                    help="instead: text latency while clients flood uploads (see flood.py)")
+    ap.add_argument("--flood-clients", type=int, default=10)
+    ap.add_argument("--flood-seconds", type=float, default=60.0)
+    ap.add_argument("--media-workers", type=int, default=1, help="server --media-workers")
     args = ap.parse_args()
 
     run = args.run or demo_run()
@@ -187,10 +193,21 @@ def main() -> None:
         source = "demo run (offline profile)"
         if not (run / "index" / "index.json").is_file():
             run, source = tiny_run(), "tiny-profile run on generated media (no demo run found)"
-    settings = [(int(x), rt) for rt in args.runtime.split(",") for x in args.threads.split(",")]
+    settings = [int(x) for x in args.threads.split(",")]
+    if args.flood:
+        from benchmarks.serve_flood import flood
+
+        try:
+            for th in settings:  # one table per setting, in turn
+                flood(run, source, args, th, start_server, free_port)
+        finally:
+            if source.startswith("tiny"):
+                shutil.rmtree(run.parent, ignore_errors=True)
+        return
+    combos = [(th, rt) for rt in args.runtime.split(",") for th in settings]
     try:
         results = [(th, rt, *measure(run, args, th, args.screenshot if n == 0 else None, rt))
-                   for n, (th, rt) in enumerate(settings)]
+                   for n, (th, rt) in enumerate(combos)]
     finally:
         if source.startswith("tiny"):
             shutil.rmtree(run.parent, ignore_errors=True)
@@ -216,7 +233,7 @@ def measure(run: Path, args: argparse.Namespace, threads: int, shot: Path | None
     """One server (``--threads``, ``--runtime``), every series; (rows, errors, wall s, start s)."""
     port = free_port()
     t = time.perf_counter()
-    proc = start_server(run, port, args.workers, threads, runtime)
+    proc = start_server(run, port, args.workers, threads, ("--runtime", runtime))
     start_s = time.perf_counter() - t
     try:
         c = Client(port)

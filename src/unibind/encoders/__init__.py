@@ -63,6 +63,7 @@ def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str 
     unless "torch" is asked for explicitly (an error)."""
     import torch
 
+    from unibind.encoders.spec import EncoderLoadError
     from unibind.util.runtime import pick_device
 
     spec = EncoderSpec.from_dict(spec)
@@ -72,7 +73,15 @@ def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str 
     if quantized and runtime != "torch":
         device, dtype = torch.device("cpu"), torch.float32  # where the int8 graph runs
     device = device if isinstance(device, torch.device) else pick_device(device)
-    encoder = backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    try:
+        encoder = backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    except EncoderLoadError:
+        raise
+    except OSError as exc:  # hub unreachable, folder or files missing
+        raise EncoderLoadError(
+            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+            "Without the Hugging Face hub, use --profile offline, or a local "
+            f"model folder (--{spec.modality}-encoder DIR).") from exc
     if runtime != "torch" or quantized:
         from unibind.encoders.onnx_runtime import use_runtime
 
