@@ -50,4 +50,5 @@ def mean_by_count(emb: np.ndarray, counts: list[int] | np.ndarray) -> np.ndarray
 
 
 def text_axes(keys: tuple[str, ...]) -> dict[str, dict[int, str]]:
+    """Dynamic axes of token inputs: batch and sequence."""
     return {k: {0: "batch", 1: "seq"} for k in keys}

@@ -54,6 +54,7 @@ class GraphExportError(EncoderLoadError):
 
 
 def check_runtime(runtime: str, quantize: str | None = None) -> None:
+    """``UsageError`` for an unknown runtime or quantization, or int8 asked of torch."""
     if runtime not in RUNTIMES:
         raise unknown("runtime", runtime, list(RUNTIMES))
     if quantize is not None and quantize not in QUANTIZE:
@@ -124,10 +125,12 @@ def probe_items(encoder: Encoder) -> list[Any]:
 
 
 def probe_batch(encoder: Encoder) -> Any:
+    """The probe items decoded and collated, as extraction would batch them."""
     return encoder.collate([encoder.load(x) for x in probe_items(encoder)])
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest row-wise cosine of ``a`` and ``b`` (-1 when either has NaN/inf)."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     dot = (a * b).sum(1)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
