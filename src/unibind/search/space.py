@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from unibind.errors import InputNotFound, UsageError, unknown
-from unibind.modalities import check_modality, get_modality, ordered
+from unibind.modalities import MODALITIES, check_modality, get_modality, ordered
 from unibind.run.folder import Run
 from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
 from unibind.search.merge import MODES, merge_topk
@@ -50,6 +50,11 @@ def _queries(**inputs: Inputs) -> dict[str, list]:
     """Non-empty query inputs per modality, in canonical order; unknown names refused."""
     given = {check_modality(m): _as_list(v) for m, v in inputs.items()}
     return {m: given[m] for m in ordered(given) if given[m]}
+
+
+class Unreachable(UsageError):
+    """A search whose query modalities reach none of the asked target modalities (``Run.reach``:
+    e.g. text queries and offline sounds, which have no text side)."""
 
 
 def parse_modalities(value: str | list[str] | None) -> list[str] | None:
@@ -161,7 +166,8 @@ class Space:
         items (``unibind.pairs``); scores are then standardised similarities."""
         if k <= 0:
             raise UsageError("k must be positive")
-        mods = parse_modalities(modality)
+        mods = (self.targets(query_modalities, modality)[0] if query_modalities
+                else parse_modalities(modality))
         mode = balance or self.default_mode()
         if mode not in MODES:
             raise unknown("balance mode", mode, MODES)
@@ -175,6 +181,29 @@ class Space:
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
                                      calibration=calibration, pool_sizes=self._pools(per))
         return scores, rows, mode
+
+    def targets(self, query_modalities: list[str], modality: str | list[str] | None = None,
+                strict: bool = True) -> tuple[list[str], str | None]:
+        """The target modalities a query of ``query_modalities`` searches (those asked, default
+        every indexed one, that ``run.reach`` lets it reach) and a note naming the ones left
+        out; ``Unreachable`` (``strict``) when none is left."""
+        pool = parse_modalities(modality) or self.index.modalities
+        reach = self.run.reach
+        can = {t for q in query_modalities for t in reach.get(q, [q])}
+        keep, dropped = [m for m in pool if m in can], [m for m in pool if m not in can]
+        if not query_modalities or not dropped:
+            return pool, None
+        asked = "+".join(query_modalities)
+        reasons = (self.run.info.get("bound") or {}).get("unreachable") or {}
+        why = "; ".join(dict.fromkeys(reasons[m] for m in [*query_modalities, *dropped]
+                                      if m in reasons)) or "the run's reach map (run.json)"
+        if not keep:
+            if not strict:
+                return pool, None
+            raise Unreachable(f"{asked} queries cannot reach {', '.join(dropped)} items in this "
+                              f"run ({why}); they reach {', '.join(ordered(can)) or 'nothing'}")
+        return keep, (f"{', '.join(dropped)} not searched: {asked} queries cannot reach "
+                      f"{'it' if len(dropped) == 1 else 'them'} in this run ({why})")
 
     def _pools(self, per: dict[str, Any]) -> dict[str, int]:
         """Pool size of each searched modality (what the balanced merge shares slots by)."""
@@ -236,8 +265,10 @@ class Space:
                mode: str, rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
         HTTP service return)."""
-        return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                self.index.modalities, "mode": mode, "results": self.describe(rows, scores)}
+        targets, note = self.targets([m for m in query if m in MODALITIES], modality,
+                                     strict=False)
+        return {"query": query, "k": k, "modality": targets, "mode": mode,
+                "results": self.describe(rows, scores), **({"note": note} if note else {})}
 
 
 def combine_query(embedded: Iterable[np.ndarray]) -> np.ndarray:
@@ -255,6 +286,7 @@ def format_results(result: dict[str, Any]) -> str:
     """A readable table of one search result."""
     q = "; ".join(f"{m}: {', '.join(_tail(x) for x in v)}" for m, v in result["query"].items())
     lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
+             *([f"note: {result['note']}"] if result.get("note") else []),
              f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
     for r in result["results"]:
         what = r.get("text") if "text" in r else r.get("path")
