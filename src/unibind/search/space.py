@@ -253,7 +253,8 @@ class Space:
         """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
         ``**inputs`` queries other registered modalities by name."""
         given = _queries(text=text, image=image, audio=audio, **inputs)
-        parse_modalities(modality)  # refuse unknown names before embedding anything
+        self.targets(list(given), modality)  # refuse unknown or unreachable targets before
+        # embedding anything
         if balance is not None and balance not in MODES:
             raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
