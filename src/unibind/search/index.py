@@ -108,7 +108,8 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         center = run.search_center
     items, vectors = embed_features(run, feats, center)
     meta = {"format": FORMAT, "run": str(Path(run.path).resolve()), "provenance": provenance(run),
-            "reach": run.reach, "center": center, "memory_budget_gb": memory_budget_gb, "metric": "inner_product"}
+            "reach": run.reach, "center": center, "memory_budget_gb": memory_budget_gb,
+            "metric": "inner_product"}
     skipped = {m: f"{int((feats.items['modality'] == m).sum())} item(s) not indexed: the run "
                   f"has no {m} head" for m in feats.modalities if m not in run.modalities}
     for m, why in skipped.items():
