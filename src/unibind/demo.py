@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unibind.errors import UnibindError
+from unibind.modalities import get_modality, ordered
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ PAIR_ANCHORS = 5  # same-modality anchors for the pair-expanded example (unibind
 
 
 def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
-    """Three example queries from held-out items: a sentence, a sound and a picture."""
+    """Up to three example queries, one held-out item per modality (the sentence first), each
+    searching the other modalities."""
     from unibind.run.folder import Run
 
     run = Run.load(run_path)
@@ -73,15 +75,15 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
         return None if not len(rows) else rows.iloc[0]
 
     queries = []
-    text = first("text")
-    if tuxpaint or text is not None:
-        queries.append({"text": DOG_QUERY if tuxpaint else text["text"],
-                        "modality": [m for m in ("audio", "image") if m in mods] or None})
-    for m, targets in (("audio", ("image", "text")), ("image", ("audio", "text"))):
+    for m in ordered(mods):  # one held-out item of each modality, searching the others
         row = first(m)
-        if row is not None:
-            queries.append({m: str(root / row["path"]),
-                            "modality": [t for t in targets if t in mods] or None})
+        if get_modality(m).inline and (tuxpaint or row is not None):
+            query = DOG_QUERY if tuxpaint else row["text"]
+        elif row is None or get_modality(m).inline:
+            continue
+        else:
+            query = str(root / row["path"])
+        queries.append({m: query, "modality": [t for t in ordered(mods) if t != m] or None})
     return queries[:3]
 
 
@@ -137,7 +139,7 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
     queries = pick_queries(out / "run", tuxpaint=data is None)
     for q in queries:
         examples.append(space.search(k=k, **q))
-    if queries and "text" in queries[0]:  # the sentence again, reaching items via their pairs
+    if queries and get_modality(next(iter(queries[0]))).inline:  # the sentence again, via pairs
         examples.append(space.search(k=k, via_pairs=PAIR_ANCHORS, **queries[0]))
     save_examples(out / "run", examples)
     stage("search")

@@ -55,7 +55,7 @@ def test_cli_walk(walk: Path):
     assert bound["scheme"] == "class-names" and bound["modalities"] == ["text", "image", "audio"]
     assert bound["reach"]["text"] == ["text", "image"] and bound["reach"]["audio"] == ["audio"]
     indexed = ok("index", run)
-    assert indexed["modalities"] == {"image": 2, "audio": 2} and not indexed["skipped"]
+    assert indexed["modalities"] == {"image": 2, "audio": 2} and not indexed["not_indexed"]
     cat = ok("search", run, "--text", "a cat", "--k", "4")
     assert [h["modality"] for h in cat["results"]] == ["image", "image"]
     assert cat["results"][0]["path"].endswith("chelsea.png")

@@ -15,7 +15,7 @@ def _human(summary: dict) -> str:
     extra = f"; added {summary['added']}" if "added" in summary else ""
     lines = [f"index -> {summary['index']}: {summary['count']} items: {parts}{extra}"]
     lines += [f"  {m}: {n} item(s)" for m, n in summary.get("modalities", {}).items()]
-    lines += [f"  {m}: {why}" for m, why in summary.get("skipped", {}).items()]
+    lines += [f"  {m}: {why}" for m, why in summary.get("not_indexed", {}).items()]
     return "\n".join(lines)
 
 

@@ -118,9 +118,9 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     if target:
         stored = create_store(target, meta, items, vectors, factory)
         log.info("indexed %d item(s) in %s", len(stored), stored.path)
-        return {**summary(stored, stored.path), "skipped": skipped}
+        return {**summary(stored, stored.path), "not_indexed": skipped}
     index = create_faiss_index(out or default_index_path(run.path), meta, items, vectors, factory)
-    return {**summary(index, index.path), "skipped": skipped}
+    return {**summary(index, index.path), "not_indexed": skipped}
 
 
 def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:

@@ -123,15 +123,15 @@ class Space:
             feats = enc.encode([str(x) for x in items])
         return self.run.project(modality, feats, center=self.index.center)
 
-    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-                     **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
+    def query_vector(self, **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
         """Every input embedded, summed and normalised (a compositional query).
 
         Inputs are keyed by modality name (``text=``, ``image=``, ``audio=`` or any registered
         modality): text for inline modalities, file paths for the others."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
+        given = _queries(**inputs)
         if not given:
-            raise UsageError("give at least one query: text=, image= or audio=")
+            raise UsageError("give at least one query: "
+                             + ", ".join(f"{m}=" for m in MODALITIES))
         for m, items in given.items():
             if not get_modality(m).inline:
                 absent = [str(p) for p in items if not Path(p).is_file()]
@@ -247,12 +247,14 @@ class Space:
             out.append(res)
         return out
 
-    def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
-               via_pairs: int = 0, **inputs: Inputs) -> dict[str, Any]:
-        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
-        ``**inputs`` queries other registered modalities by name."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
+    def search(self, k: int = 10, modality: str | list[str] | None = None,
+               balance: str | None = None, via_pairs: int = 0, **inputs: Inputs
+               ) -> dict[str, Any]:
+        """``{"query", "mode", "results": [...]}`` (and a ``note`` when some target modality
+        is out of the query's reach) for one (possibly compositional) query; ``**inputs``:
+        the query by modality name (``text="a dog"``, ``audio="bark.wav"``, any registered
+        one)."""
+        given = _queries(**inputs)
         self.targets(list(given), modality)  # refuse unknown or unreachable targets before
         # embedding anything
         if balance is not None and balance not in MODES:
