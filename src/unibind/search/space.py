@@ -7,7 +7,8 @@
 
 Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
 same head; centred when the index is). Mixed searches over several modalities are merged per
-modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+modality with ``unibind.search.merge.merge_topk`` in the run's recommended mode unless told
+otherwise. A query searches only the target modalities its own can reach (``Run.reach``).
 
 One ``Space`` may serve many threads: encoders and group members are filled once under a lock,
 each encoder runs one batch at a time (tokenizers are not thread-safe), searches run in parallel.
@@ -163,7 +164,7 @@ class Space:
         """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
 
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
-        items (``unibind.pairs``); scores are then standardised similarities."""
+        items (``unibind.search.pair_expansion``); scores are then standardised similarities."""
         if k <= 0:
             raise UsageError("k must be positive")
         mods = (self.targets(query_modalities, modality)[0] if query_modalities

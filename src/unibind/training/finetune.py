@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from unibind.data.manifest import read_manifest
+from unibind.errors import UsageError
 from unibind.eval.calibration import space_stats
 from unibind.features.folder import Features, FeaturesError, load_features, save_features
 from unibind.modalities import get_modality
@@ -160,7 +161,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return torch.bfloat16 if cuda_bf16 else None
     choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
     if precision not in choices:
-        raise ValueError(f"precision {precision!r} not in auto, {', '.join(choices)}")
+        raise UsageError(f"precision {precision!r} not in auto, {', '.join(choices)}")
     return choices[precision]
 
 

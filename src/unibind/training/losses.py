@@ -14,7 +14,7 @@ from itertools import combinations
 
 import torch
 
-from unibind.errors import unknown
+from unibind.errors import UsageError, unknown
 from unibind.modalities import MODALITIES
 
 POSITIVES = ("instance", "class")
@@ -35,7 +35,7 @@ def positives_mask(labels_a: torch.Tensor, labels_b: torch.Tensor, kind: str) ->
     """Boolean ``[n_a, n_b]``: which b rows are positives of each a row."""
     if kind == "instance":
         if len(labels_a) != len(labels_b):
-            raise ValueError("instance positives need aligned rows")
+            raise UsageError("instance positives need aligned rows")
         return torch.eye(len(labels_a), dtype=torch.bool, device=labels_a.device)
     if kind == "class":
         return labels_a[:, None] == labels_b[None, :]
