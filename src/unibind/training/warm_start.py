@@ -78,10 +78,16 @@ def start_heads(run: Run, feats: Features, cfg: TrainConfig, freeze_bound: bool 
     if known:
         raise UsageError(f"--init {run.path}: heads do not match its layout ({sorted(known)})")
     heads.log_logit_scale.requires_grad_(cfg.learn_scale)
-    if freeze_bound:
+    if freeze_bound:  # a modality in a space of its own (no text side) trains like a new one
         for m in run.modalities:
-            heads.proj[m].requires_grad_(False)
+            if m not in own_space(run):
+                heads.proj[m].requires_grad_(False)
     return heads
+
+
+def own_space(run: Run) -> set[str]:
+    """Modalities of a bound run that reach only themselves (``Run.reach``: no text side)."""
+    return {m for m in run.modalities if not set(run.reach.get(m, run.modalities)) - {m}}
 
 
 def _val_pairs(heads: Heads, feats: Features, split: np.ndarray) -> dict[str, dict[str, float]]:
@@ -129,7 +135,7 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
     tuned = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
                 heads=start_heads(run, feats, cfg))
     split = tuned.split
-    new = [m for m in feats.modalities if m not in run.modalities]
+    new = [m for m in feats.modalities if m not in run.modalities or m in own_space(run)]
     if new:
         added = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
                     heads=start_heads(run, feats, cfg, freeze_bound=True)).heads
@@ -138,8 +144,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
     scratch = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads)
     in_bound = feats.items["modality"].isin(run.modalities).to_numpy()
     bound_pairs = _val_pairs(run.heads, _only(feats, run.modalities), split[in_bound])
-    floor = {p: v["mAP@10"] for p, v in bound_pairs.items() if p.split("->")[0] !=
-             p.split("->")[1]}
+    floor = {p: v["mAP@10"] for p, v in bound_pairs.items()  # cross-modal pairs it reaches
+             if (q := p.split("->"))[0] != q[1] and q[1] in run.reach.get(q[0], [q[1]])}
     bound_mods = [m for m in run.modalities if m in feats.modalities]
     candidates: dict[str, tuple[Heads, dict]] = {}
     for choice in itertools.product(("tuned", "added"), repeat=len(bound_mods)):
@@ -175,4 +181,4 @@ def _only(feats: Features, modalities: list[str]) -> Features:
     return head_features(feats, [m for m in feats.modalities if m in modalities])
 
 
-__all__ = ["check_trainable", "choose", "start_heads", "train_from_bound"]
+__all__ = ["check_trainable", "choose", "own_space", "start_heads", "train_from_bound"]
