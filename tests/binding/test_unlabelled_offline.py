@@ -91,3 +91,22 @@ def test_python_walk(walk: Path, tmp_path: Path):
     np.testing.assert_allclose(vecs, space.embed("audio", sounds), atol=1e-5)
     assert vecs.shape == (2, run.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_http_says_what_text_cannot_reach(walk: Path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from unibind.serve.app import create_app
+
+    if not (walk / "run" / "index").is_dir():
+        ok("bind", str(walk / "features"), "--out", str(walk / "run"))
+        ok("index", str(walk / "run"))
+    client = TestClient(create_app(walk / "run"))
+    assert client.get("/api/info").json()["reach"]["audio"] == ["audio"]
+    refused = client.post("/api/search", json={"text": "a cat", "modality": ["audio"]})
+    assert refused.status_code == 422
+    assert "text queries cannot reach audio" in refused.json()["error"]
+    found = client.post("/api/search", json={"text": "a cat", "k": 4}).json()
+    assert {r["modality"] for r in found["results"]} == {"image"}
+    assert "audio not searched" in found["note"]

@@ -89,6 +89,9 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     else:
         labels = {m: np.array([f"item{i}" for i in range(len(e))]) for m, e in embs.items()}
     pairs = pair_metrics(embs, labels) if relevance != "none" else {}
+    reach = run.reach  # a bound run's own-space modality: its pairs with others score 0
+    unreachable = [p for p in pairs if p.split("->")[1] not in reach.get(p.split("->")[0], [])]
+    pairs = {p: v for p, v in pairs.items() if p not in unreachable}
     zs, zs_note = (zero_shot(run, feats, embs, labels) if relevance == "label"
                    else ({}, "skipped: needs labels"))
     calib = run.info.get("calibration_pairs") or {
@@ -102,7 +105,9 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
         "data_digest": run.info.get("data_digest"), "preset": run.info.get("preset"),
         "made_by": run.info.get("made_by", "train"), "relevance": relevance,
         "relevance_note": RELEVANCE[relevance],
-        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats),
+        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats) + (
+            [f"{', '.join(unreachable)}: out of reach in this run (run.json reach)"]
+            if unreachable else []),
         "n_items": {m: int(len(e)) for m, e in embs.items()},
         "pairs": pairs,
         "cross_modal": {k: cross_modal_mean(pairs, k) for k in ("R@1", "R@5", "R@10",

@@ -59,8 +59,9 @@ def check_trainable(feats: Features, cfg: TrainConfig) -> TrainConfig:
 
 def start_heads(run: Run, feats: Features, cfg: TrainConfig, freeze_bound: bool = False
                 ) -> Heads:
-    """Heads in the bound run's layout with its weights; modalities it lacks get a new linear
-    head on unit inputs. ``freeze_bound``: the bound heads do not train."""
+    """Heads in the bound run's layout with its weights; modalities it lacks (or holds in a
+    space of their own, ``own_space``) get a new linear head on unit inputs. ``freeze_bound``:
+    the bound heads do not train."""
     base = run.heads.cfg
     dims, kinds = dict(base.dims), dict(base.kinds)
     for m in feats.modalities:
@@ -72,15 +73,18 @@ def start_heads(run: Run, feats: Features, cfg: TrainConfig, freeze_bound: bool 
     heads = Heads(HeadsConfig(dims=dims, embed_dim=base.embed_dim, hidden=0, kinds=kinds,
                               logit_scale_init=1.0 / cfg.temperature,
                               logit_scale_max=cfg.logit_scale_max))
-    state = {f"proj.{k}": v for k, v in run.heads.proj.state_dict().items()}
+    own = own_space(run)  # no text side in the bound run: a fresh head, as a missing modality
+    state = {f"proj.{k}": v for k, v in run.heads.proj.state_dict().items()
+             if k.split(".")[0] not in own}
     missing = heads.load_state_dict(state, strict=False).missing_keys
-    known = {k for k in missing if k.startswith("proj.") and k.split(".")[1] in run.modalities}
+    known = {k for k in missing if k.startswith("proj.") and k.split(".")[1] in run.modalities
+             and k.split(".")[1] not in own}
     if known:
         raise UsageError(f"--init {run.path}: heads do not match its layout ({sorted(known)})")
     heads.log_logit_scale.requires_grad_(cfg.learn_scale)
-    if freeze_bound:  # a modality in a space of its own (no text side) trains like a new one
+    if freeze_bound:
         for m in run.modalities:
-            if m not in own_space(run):
+            if m not in own:
                 heads.proj[m].requires_grad_(False)
     return heads
 
