@@ -252,3 +252,33 @@ def test_unlabelled_grouped_data_trains_with_instance_positives():
                                  {"text": [""] * 3, "image": [""] * 3},
                                  groups={"text": ["a", "b", "c"], "image": ["a", "b", "c"]})
     assert check_trainable(feats, preset("default")).positives == "instance"
+
+
+def test_run_encode_equals_space_embed(aligned: Path, tmp_path: Path):
+    """Run.encode needs no index and gives Space.embed's vectors (centred or not)."""
+    import unibind
+    from unibind.search.index import build_index
+    from unibind.search.space import Space
+
+    bind(aligned / "features", tmp_path / "run")
+    run = Run.load(tmp_path / "run")
+    assert run.reach == {m: ["text", "image", "audio"] for m in ("text", "image", "audio")}
+    texts = ["a dog barking", "rain falling on a roof", "a church bell ringing"]
+    images = sorted((aligned / "data").rglob("*.png"))[:3]
+    sounds = sorted((aligned / "data").rglob("*.wav"))[:2]
+    encoded = {"text": run.encode(texts, modality="text", batch_size=2),
+               "image": unibind.encode(tmp_path / "run", images, modality="image"),
+               "audio": run.encode(sounds, modality="audio", progress=True)}
+    assert not (tmp_path / "run" / "index").exists()
+    for center in (False, True):
+        build_index(tmp_path / "run", center=center)
+        space = Space.load(tmp_path / "run")
+        assert space.index.meta["reach"] == run.reach
+        for m, items in (("text", texts), ("image", images), ("audio", sounds)):
+            want = space.embed(m, items)
+            got = run.encode(items, modality=m, center=center)
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            if center == run.search_center:
+                np.testing.assert_allclose(encoded[m], want, atol=1e-5)
+    with pytest.raises(unibind.UnibindError, match="list"):
+        run.encode("a dog", modality="text")
