@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from unibind.errors import UnknownName, unknown
+from unibind.errors import UnknownName
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,6 @@ class HeadsConfig:
     # per-modality head shape overriding hidden/dropout (bound runs, see ``unibind.binding.bind``):
     # {"kind": "linear", "normalize_input": true} or {"kind": "class-bridge", "classes": 1000}
     kinds: dict[str, dict] = field(default_factory=dict)
-
-HEAD_KINDS = ("linear", "class-bridge")  # kinds a HeadsConfig may name per modality
 
 
 class InputNorm(nn.Module):
@@ -54,7 +52,7 @@ def _kind_head(d_in: int, cfg: HeadsConfig, modality: str, kind: dict) -> nn.Mod
     if kind.get("kind") == "linear":
         linear = nn.Linear(d_in, cfg.embed_dim)
         return nn.Sequential(InputNorm(), linear) if kind.get("normalize_input") else linear
-    raise unknown(f"{modality} head kind", kind.get("kind"), HEAD_KINDS)
+    raise UnknownName(f"unknown head kind {kind.get('kind')!r} for {modality}")
 
 
 def _head(d_in: int, cfg: HeadsConfig, modality: str = "") -> nn.Module:

@@ -124,7 +124,7 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
 
 
 def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:
-    """Count, centring, per-modality parts and item counts of an index."""
+    """The index summary ``index`` and ``index add`` print: path, count, centring, parts."""
     counts = index.items["modality"].value_counts()
     return {"index": str(path), "count": len(index), "center": index.center,
             "modalities": {m: int(counts[m]) for m in ordered(counts.index)},
