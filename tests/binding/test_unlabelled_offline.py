@@ -83,6 +83,8 @@ def test_python_walk(walk: Path, tmp_path: Path):
     assert top["path"].endswith("coffee.jpg")
     # Run.encode: the same vectors as Space.embed, with no index needed
     run = unibind.Run.load(tmp_path / "run")
+    # no text items: the text centre and text-query statistics come from the class prompts
+    assert "text" in run.centers and "image" in run.info["calibration_pairs"]["text"]
     texts = ["a cat", "a cup of coffee"]
     np.testing.assert_allclose(run.encode(texts, modality="text"), space.embed("text", texts),
                                atol=1e-5)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from unibind.binding.bridge import Bridge, fit_bridge
@@ -40,7 +41,6 @@ from unibind.errors import UnibindError, UsageError
 from unibind.features.folder import Features, load_features
 from unibind.features.splits import assign_splits
 from unibind.modalities import ordered
-from unibind.run.embed import project
 from unibind.run.folder import save_run
 from unibind.run.heads import Heads, HeadsConfig
 
@@ -275,6 +275,18 @@ def head_features(feats: Features, modalities: list[str]) -> Features:
                     meta=feats.meta, path=feats.path)
 
 
+def with_sentences(feats: Features, split: np.ndarray, sample: np.ndarray
+                   ) -> tuple[Features, np.ndarray]:
+    """``feats`` plus the text-encoder features of the bridge sentences as training-split text
+    items, so a collection without text still gets a text centre and text-query statistics."""
+    items = pd.DataFrame({"id": [f"sentence-{i}" for i in range(len(sample))],
+                          "modality": "text", "label": "", "group": "", "split": "",
+                          "path": "", "text": "", "row": np.arange(len(sample))})
+    out = Features(items=pd.concat([feats.items, items], ignore_index=True),
+                   arrays={**feats.arrays, "text": sample}, meta=feats.meta, path=feats.path)
+    return out, np.concatenate([split, np.full(len(sample), "train", dtype=object)])
+
+
 def bind(features: Features | str | os.PathLike, out: str | os.PathLike,
          pivot: str | None = None, method: str = "auto", temperature: float = 1.0,
          generic_sentences: bool = True, split_seed: int = 0, val: float = 0.1,
@@ -301,10 +313,11 @@ def bind(features: Features | str | os.PathLike, out: str | os.PathLike,
     heads, layout = assemble(block, feats)
     viewed = feats.with_views({m: v for m, v in block.views.items() if m in feats.modalities})
     sub = head_features(viewed, heads.modalities)
-    stats = space_stats(heads, sub, split[viewed.items["modality"].isin(heads.modalities)])
+    sub_split = split[viewed.items["modality"].isin(heads.modalities).to_numpy()]
+    if "text" not in sub.arrays:  # no text items: text-side statistics from the sentences
+        sub, sub_split = with_sentences(sub, sub_split, block.text_sample)
+    stats = space_stats(heads, sub, sub_split)
     centers = dict(stats["centers"])
-    if "text" not in centers:  # no text items: the centre of the sentences embedded above
-        centers["text"] = project(heads, "text", block.text_sample).mean(axis=0)
     encoders = {m: e for m, e in viewed.meta.get("encoders", {}).items()
                 if m in heads.modalities}
     encoders["text"] = encoders.get("text") or block.text_encoder
