@@ -198,7 +198,13 @@ class Run:
             info = self.encoders.get(modality) or {}
             if "spec" not in info:
                 raise RunError(f"run {self.path} records no {modality} encoder")
-            self._encoders[modality] = load_encoder(info["spec"])
+            encoder = load_encoder(info["spec"])
+            want = info.get("fingerprint")
+            if want and encoder.fingerprint != want:
+                raise RunError(f"{modality} encoder {info['spec'].get('source')} has fingerprint "
+                               f"{encoder.fingerprint}, but run {self.path} was made with {want}:"
+                               " the model files changed; restore them or rebuild the run")
+            self._encoders[modality] = encoder
         return self._encoders[modality]
 
     def _centers(self, modalities: list[str], center: bool) -> dict[str, np.ndarray] | None:
