@@ -33,6 +33,7 @@ class IndexMismatch(SpaceIndexError):
 
 
 def default_index_path(run_path: str | os.PathLike) -> Path:
+    """A run's default index folder: ``RUN/index``."""
     return Path(run_path) / "index"
 
 
@@ -124,7 +125,8 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
 
 
 def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:
-    """The index summary ``index`` and ``index add`` print: path, count, centring, parts."""
+    """The index summary ``index`` and ``index add`` print: path, count, centring, item count
+    per modality, parts."""
     counts = index.items["modality"].value_counts()
     return {"index": str(path), "count": len(index), "center": index.center,
             "modalities": {m: int(counts[m]) for m in ordered(counts.index)},
