@@ -12,7 +12,7 @@ from unibind.encoders.profiles import PROFILES
 
 
 @app.command("extract")
-@with_modality_options(encoder_options)
+@with_modality_options(encoder_options, after="profile")
 def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.jsonl)."),
             out: Path = typer.Option(..., "--out", help="Features folder to write."),
             profile: str = typer.Option("seed", help=f"Encoder profile: {', '.join(PROFILES)}."),

@@ -59,8 +59,9 @@ def query_flags() -> str:
 class WithModalityOptions:
     """A command callable whose signature grows the registry's options each time it is read."""
 
-    def __init__(self, fn: Callable[..., Any], make: Callable[[], list[inspect.Parameter]]):
-        self._fn, self._make = fn, make
+    def __init__(self, fn: Callable[..., Any], make: Callable[[], list[inspect.Parameter]],
+                 after: str | None = None):
+        self._fn, self._make, self._after = fn, make, after
         self.__name__, self.__qualname__ = fn.__name__, fn.__qualname__
         self.__module__, self.__doc__ = fn.__module__, fn.__doc__
 
@@ -71,9 +72,11 @@ class WithModalityOptions:
         taken = {p.name for p in own}
         extra = [p.replace(kind=p.POSITIONAL_OR_KEYWORD) for p in self._make()
                  if p.name not in taken]
-        args = next((i for i, p in enumerate(own)  # the options right after the arguments
-                     if not isinstance(p.default, typer.models.ArgumentInfo)), len(own))
-        return base.replace(parameters=[*own[:args], *extra, *own[args:]])
+        names = [p.name for p in own]
+        at = (names.index(self._after) + 1 if self._after in names else  # after `after`, else
+              next((i for i, p in enumerate(own)  # right after the arguments
+                    if not isinstance(p.default, typer.models.ArgumentInfo)), len(own)))
+        return base.replace(parameters=[*own[:at], *extra, *own[at:]])
 
     @property
     def __annotations__(self) -> dict[str, Any]:  # noqa: PLW3201 (read by get_type_hints)
@@ -84,7 +87,8 @@ class WithModalityOptions:
         return self._fn(*args, **kwargs)
 
 
-def with_modality_options(make: Callable[[], list[inspect.Parameter]]
+def with_modality_options(make: Callable[[], list[inspect.Parameter]], after: str | None = None
                           ) -> Callable[[Callable[..., Any]], WithModalityOptions]:
-    """Decorator (below ``@app.command``): the command also takes ``make()``'s options."""
-    return lambda fn: WithModalityOptions(fn, make)
+    """Decorator (below ``@app.command``): the command also takes ``make()``'s options, placed
+    after the parameter ``after`` (default: after the arguments)."""
+    return lambda fn: WithModalityOptions(fn, make, after)
