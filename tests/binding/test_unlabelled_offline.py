@@ -104,7 +104,7 @@ def test_http_says_what_text_cannot_reach(walk: Path):
     if not (walk / "run" / "index").is_dir():
         ok("bind", str(walk / "features"), "--out", str(walk / "run"))
         ok("index", str(walk / "run"))
-    client = TestClient(create_app(walk / "run"))
+    client = TestClient(create_app(walk / "run"), base_url="http://127.0.0.1")
     assert client.get("/api/info").json()["reach"]["audio"] == ["audio"]
     refused = client.post("/api/search", json={"text": "a cat", "modality": ["audio"]})
     assert refused.status_code == 422
