@@ -27,7 +27,7 @@ from unibind.errors import UsageError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.folder import Features
 from unibind.features.splits import group_keys
-from unibind.run.folder import Run, save_run
+from unibind.run.folder import Run
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.config import TrainConfig
 
@@ -50,10 +50,13 @@ def check_trainable(feats: Features, cfg: TrainConfig) -> TrainConfig:
             "dirs`, or a `label` column) or groups (files sharing a stem, e.g. beach.jpg + "
             "beach.wav + beach.txt, or a `group` column) -- or use `unibind bind`, which needs "
             "neither.")
-    if not labelled and cfg.positives == "class":
+    if not labelled and cfg.positives in ("class", "both"):
         log.warning("no labels: training with instance positives (%d groups link modalities)",
                     linked)
         cfg = replace(cfg, positives="instance")
+    elif linked == 0 and cfg.positives == "both":
+        log.info("no group links two modalities: training with class positives only")
+        cfg = replace(cfg, positives="class")
     return cfg
 
 
@@ -118,8 +121,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
                      preset_name: str, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
                      threads: int | None = 1) -> dict[str, Any]:
     """See the module doc; writes the run at ``out`` and returns train's summary + the choice."""
-    from unibind.eval.calibration import space_stats
-    from unibind.training.fit import fit, run_info
+    from unibind.training.finish import finish_run
+    from unibind.training.fit import fit
 
     run = Run.load(init)
     if run.info.get("made_by") != "bind":
@@ -154,19 +157,13 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
              table[best]["mean_mAP@10"], {p: round(v, 3) for p, v in floor.items()})
     res = scratch if best == "scratch" else tuned
     res.heads = heads
-    stats = space_stats(heads, feats, split)
-    out = Path(out)
-    info = run_info(feats, out, preset_name, cfg, seed, res, stats, extra={
-        "made_by": "train --init", "views": run.views,
+    summary = finish_run(feats, out, heads, res, preset_name, cfg, seed, info_extra={
+        "made_by": "train --init", "views": run.views, "best_val_mAP@10":
+            table[best]["mean_mAP@10"],
         "init": {"run": str(Path(init).resolve()), "kept": best, "bound_val_mAP@10": floor,
-                 "candidates": table}})
-    info["best_val_mAP@10"] = table[best]["mean_mAP@10"]
-    save_run(out, heads, info, centers=stats["centers"])
-    return {"run": str(out), "preset": preset_name, "seed": seed, "epochs": len(res.curve),
-            "best_epoch": res.best_epoch, "val_mAP@10": table[best]["mean_mAP@10"],
-            "stopped_early": res.stopped_early, "seconds": round(res.seconds, 3),
-            "split": res.split_info, "kept": best, "candidates": table,
-            "search": {k: stats["search"][k] for k in ("center", "mode")}}
+                 "candidates": table}}, summary_extra={"kept": best, "candidates": table})
+    summary["val_mAP@10"] = table[best]["mean_mAP@10"]
+    return summary
 
 
 def _only(feats: Features, modalities: list[str]) -> Features:
