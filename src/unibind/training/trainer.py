@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from unibind.features.folder import Features, load_features
 from unibind.run.folder import Run
 from unibind.training.bound_start import (
@@ -75,7 +77,9 @@ def train_bound_start(feats: Features, bound: Run, out: str | os.PathLike, prese
     validation (see ``unibind.training.bound_start``). ``keep``: store the bound run inside
     the new run (``RUN/bound``; evaluate shows it side by side)."""
     viewed = feats.with_views(bound.views)
-    start = residual_heads(bound, viewed, cfg)
+    with torch.random.fork_rng(devices=[]):  # the new layers depend on the seed alone
+        torch.manual_seed(seed)
+        start = residual_heads(bound, viewed, cfg)
     res = fit(viewed, cfg, seed=seed, split_seed=split_seed, threads=threads,
               base=preset_base(preset_name), heads=copy.deepcopy(start))
     mods = [m for m in bound.modalities if m in viewed.modalities]
