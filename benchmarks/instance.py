@@ -47,6 +47,30 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, Any]]:
     return name, base, changes
 
 
+def headline_ranks(run_path: Path, query: str, stem: str) -> str:
+    """Rank of the item with file stem ``stem`` among all images / all sounds for ``query``
+    (plain per-modality search, as the demo's headline line)."""
+    import numpy as np
+
+    from unibind.encoders import load_encoder
+    from unibind.run.folder import Run
+
+    run = Run.load(run_path)
+    if "text" not in run.encoders:
+        return "-"
+    q = run.project("text", load_encoder(run.encoders["text"]["spec"]).encode([query]))
+    emb = run.embed()
+    out = []
+    for m in ("image", "audio"):
+        if m not in emb.vectors:
+            continue
+        stems = emb.table(m)["path"].map(lambda p: Path(str(p)).stem).to_numpy()
+        order = np.argsort(-(q @ emb.vectors[m].T)[0], kind="stable")
+        hit = np.flatnonzero(stems[order] == stem)
+        out.append(f"{m} {hit[0] + 1 if len(hit) else '-'}")
+    return ", ".join(out)
+
+
 def row(name: str, metrics: dict[str, Any], val: float | None, seconds: float | None) -> str:
     inst = (metrics.get("instance") or {}).get("pairs", {})
 
@@ -62,6 +86,13 @@ def row(name: str, metrics: dict[str, Any], val: float | None, seconds: float | 
     return "| " + " | ".join(cells) + " |"
 
 
+def headline(args: argparse.Namespace, run_path: Path) -> str:
+    if not args.headline:
+        return ""
+    query, stem = args.headline.rsplit(":", 1)
+    return f" {headline_ranks(run_path, query, stem)} |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("features", type=Path, nargs="?")
@@ -71,6 +102,8 @@ def main() -> None:
                     help="name:preset:field=value,... (e.g. cw1:default:class_weight=1.0)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="bound,class,default", help="built-in runs to include")
+    ap.add_argument("--headline", default="", help="QUERY:STEM, e.g. 'a dog barking:dog': "
+                    "print the rank of the STEM picture and sound for QUERY")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="unibind-bench-instance-") as tmp:
@@ -88,13 +121,15 @@ def main() -> None:
         runs += [(n, n, {}) for n in ("class", "default") if n in only]
         runs += [parse_variant(v) for v in args.variant]
         print("| run | val score | " + " | ".join(f"inst R@1 {p}" for p in PAIRS)
-              + " | inst R@1 mean | class mAP@10 | train s |")
-        print("|---|" + "---|" * (len(PAIRS) + 4))
+              + " | inst R@1 mean | class mAP@10 | train s |"
+              + (" headline ranks |" if args.headline else ""))
+        print("|---|" + "---|" * (len(PAIRS) + 4 + bool(args.headline)))
         if "bound" in only:
             try:
                 bind(feats, Path(tmp) / "bound")
                 m = evaluate(Path(tmp) / "bound", write=False, compare_init=False)
-                print(row("bound", m, None, None), flush=True)
+                print(row("bound", m, None, None) + headline(args, Path(tmp) / "bound"),
+                      flush=True)
             except BindError as exc:
                 print(f"| bound | not available: {exc} |")
         for name, base, changes in runs:
@@ -104,7 +139,8 @@ def main() -> None:
                             seed=args.seed)
             seconds = time.perf_counter() - t0
             m = evaluate(Path(tmp) / name, write=False, compare_init=False)
-            print(row(name, m, summary.get("val_score"), seconds), flush=True)
+            print(row(name, m, summary.get("val_score"), seconds)
+                  + headline(args, Path(tmp) / name), flush=True)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,15 @@ def interpolate(start: Heads, trained: Heads, share: float, modalities: list[str
     return out
 
 
+def soup(heads: list[Heads]) -> Heads:
+    """The uniform weight average of heads trained from one start (a model soup)."""
+    out = copy.deepcopy(heads[0])
+    states = [h.state_dict() for h in heads]
+    out.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
+    out.eval()
+    return out
+
+
 def bound_summary(run: Run) -> dict[str, Any]:
     """What run.json records of the bound start."""
     bound = run.info.get("bound") or {}
@@ -107,4 +116,4 @@ def bound_summary(run: Run) -> dict[str, Any]:
 
 
 __all__ = ["INIT_CHOICES", "bind_in", "bound_summary", "interpolate", "resolve_init",
-           "residual_heads"]
+           "residual_heads", "soup"]

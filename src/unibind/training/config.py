@@ -59,6 +59,7 @@ class TrainConfig:
     select: str = "class"  # validation criterion: class (mAP@10) | both (+ instance MRR)
     bound_start: bool = False  # start from the bound run when the features can be bound
     mix_shares: tuple[float, ...] = (1.0,)  # WiSE-FT shares of the trained heads to try
+    soup: int = 1  # bound start: train this many seeds from the same start, average weights
     pair_weights: dict[str, float] = field(default_factory=lambda: _equal(1.0))
     mse_weight: float = 0.0
     batch_size: int = 64
@@ -137,6 +138,8 @@ def check_config(cfg: TrainConfig, path: str | None = None, base: TrainConfig | 
         raise ConfigError(f"positives must be instance, class or both, not {cfg.positives!r}")
     if cfg.select not in SELECT:
         raise ConfigError(f"select must be class or both, not {cfg.select!r}")
+    if cfg.soup < 1:
+        raise ConfigError(f"soup must be at least 1, not {cfg.soup!r}")
     if not cfg.mix_shares or not all(0.0 <= a <= 1.0 for a in cfg.mix_shares):
         raise ConfigError(f"mix_shares must be shares in [0, 1], not {cfg.mix_shares!r}")
     if cfg.schedule not in ("cosine", "constant"):

@@ -22,6 +22,7 @@ from unibind.training.bound_start import (
     interpolate,
     residual_heads,
     resolve_init,
+    soup,
 )
 from unibind.training.config import TrainConfig, preset
 from unibind.training.finish import finish_run
@@ -80,8 +81,13 @@ def train_bound_start(feats: Features, bound: Run, out: str | os.PathLike, prese
     with torch.random.fork_rng(devices=[]):  # the new layers depend on the seed alone
         torch.manual_seed(seed)
         start = residual_heads(bound, viewed, cfg)
-    res = fit(viewed, cfg, seed=seed, split_seed=split_seed, threads=threads,
-              base=preset_base(preset_name), heads=copy.deepcopy(start))
+    fits = [fit(viewed, cfg, seed=seed + i, split_seed=split_seed, threads=threads,
+                base=preset_base(preset_name), heads=copy.deepcopy(start))
+            for i in range(cfg.soup)]
+    res = fits[0]
+    if len(fits) > 1:
+        res.heads = soup([f.heads for f in fits])
+        res.seconds = sum(f.seconds for f in fits)
     mods = [m for m in bound.modalities if m in viewed.modalities]
     val = res.split == "val"
     shares: dict[str, dict[str, float]] = {}
@@ -100,7 +106,8 @@ def train_bound_start(feats: Features, bound: Run, out: str | os.PathLike, prese
               "rule": "WiSE-FT share of the trained heads (bound heads: 0) with the best "
                       "validation score (" + ("mean of instance MRR and class mAP@10" if
                                               cfg.select == "both" else "class mAP@10") + ")",
-              "validation": shares}
+              "validation": shares, "soup": cfg.soup,
+              "soup_best_epochs": [f.best_epoch for f in fits]}
     info: dict[str, Any] = {"made_by": "train" if keep else "train --init",
                             "views": bound.views, "init": {
                                 "run": "bound" if keep else str(Path(bound.path).resolve()),
