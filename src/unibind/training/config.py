@@ -96,7 +96,10 @@ SELECT = ("class", "both")
 # The training path that reads each field; every field not named here is read by both. A path
 # refuses a config whose other-path fields differ from its preset (values it would ignore).
 FIELD_PATHS: dict[str, str] = {"batch_size": "heads", "finetune_layers": "finetune",
-                               "backbone_lr": "finetune", "finetune_batch_size": "finetune"}
+                               "backbone_lr": "finetune", "finetune_batch_size": "finetune",
+                               "bound_start": "heads", "mix_shares": "heads", "soup": "heads"}
+# read by ``train``'s bound start (``unibind.training.bound_start``), not by the fit loop
+BOUND_FIELDS = ("bound_start", "mix_shares", "soup")
 
 
 def preset(name: str) -> TrainConfig:

@@ -103,15 +103,22 @@ def _mix(tuned: Heads, added: Heads, pick: dict[str, str]) -> Heads:
     return heads
 
 
+def _value(metrics: dict[str, Any] | None) -> float:
+    """A pair's mAP@10; -1 when absent or not measured."""
+    v = (metrics or {}).get("mAP@10")
+    return -1.0 if v is None else float(v)
+
+
 def choose(candidates: dict[str, tuple[Heads, dict[str, dict[str, float]]]],
            floor: dict[str, float]) -> tuple[str, dict[str, Any]]:
     """The candidate with the best mean cross-modal mAP@10 among those at or above ``floor``
     (the bound run's mAP@10 per pair it covers)."""
     table = {}
     for name, (_, pairs) in candidates.items():
-        ok = all(pairs.get(p, {}).get("mAP@10", -1.0) >= v - 1e-9 for p, v in floor.items())
-        table[name] = {"mean_mAP@10": cross_modal_mean(pairs), "meets_floor": ok,
-                       "pairs": {p: round(v["mAP@10"], 4) for p, v in pairs.items()}}
+        ok = all(_value(pairs.get(p)) >= v - 1e-9 for p, v in floor.items() if v is not None)
+        table[name] = {"mean_mAP@10": cross_modal_mean(pairs) or 0.0, "meets_floor": ok,
+                       "pairs": {p: None if v["mAP@10"] is None else round(v["mAP@10"], 4)
+                                 for p, v in pairs.items()}}
     eligible = [n for n, t in table.items() if t["meets_floor"]] or list(table)
     best = max(eligible, key=lambda n: table[n]["mean_mAP@10"])
     return best, table
