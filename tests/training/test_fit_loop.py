@@ -45,7 +45,8 @@ CHANGES = {
 }
 # settings in which a field can show its effect: early stopping needs a validation score that
 # stops improving (a learning rate too high for these sets)
-SHOWS_IN = {("patience", "heads"): {"lr": 0.03}, ("patience", "finetune"): {"lr": 0.1}}
+SHOWS_IN = {("patience", "heads"): {"lr": 0.03, "positives": "class", "select": "class"},
+            ("patience", "finetune"): {"lr": 0.1}}
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
