@@ -35,7 +35,7 @@ def cell(v: dict[str, Any] | None, key: str, counts: bool = True) -> str | None:
     if not v or v.get(key) is None:
         return None
     value = f"{v[key]:.3f}" if key != "medR" else f"{v[key]:g}"
-    return f"{value} ({v.get('queries', 0)})" if counts else value
+    return f"{value} ({v['queries']})" if counts and "queries" in v else value
 
 
 def pair_grid(metrics: dict[str, Any], key: str = "R@10", level: str = "main") -> Table:
