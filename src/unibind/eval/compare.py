@@ -18,7 +18,9 @@ ADVICE = ("Bound (zero-shot) needs no labels and no paired media and answers any
 
 def _name(info: dict[str, Any]) -> str:
     made = info.get("made_by", "train")
-    return {"bind": "bound", "train --init": "trained (--init)"}.get(made, "trained")
+    name = {"bind": "bound", "train --init": "trained (--init)"}.get(made, "trained")
+    preset = info.get("preset")
+    return f"{name}, {preset}" if made != "bind" and preset and preset != "default" else name
 
 
 def _both(runs: list[dict[str, Any]], level: str, key: str) -> list[str]:

@@ -50,7 +50,8 @@ def level(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[st
 
 def coverage(pairs: dict[str, dict[str, Any]], name: str, min_queries: int = MIN_QUERIES
              ) -> tuple[list[str], list[str]]:
-    """``(not measured, warnings)`` of one level's cross-modal pairs."""
+    """``(not measured, warnings)`` of one level's cross-modal pairs: one line per pair not
+    measured, one warning naming every pair measured on fewer than ``min_queries`` queries."""
     missing, thin = [], []
     for p, v in pairs.items():
         if not is_cross_modal(p):
@@ -59,6 +60,7 @@ def coverage(pairs: dict[str, dict[str, Any]], name: str, min_queries: int = MIN
         if n == 0:
             missing.append(f"{name} {p}: no query has a relevant item")
         elif n < min_queries:
-            thin.append(f"{name} {p} rests on {n} quer{'y' if n == 1 else 'ies'} (under "
-                        f"{min_queries}): read it as a rough figure")
-    return missing, thin
+            thin.append(f"{p} ({n})")
+    warn = [f"{name} level: {', '.join(thin)} rest on fewer than {min_queries} queries "
+            "(in brackets); read them as rough figures"] if thin else []
+    return missing, warn

@@ -38,7 +38,7 @@ def bind_in(feats: Features, folder: Path, split_seed: int, cfg: TrainConfig) ->
     try:
         scheme_of(feats)
     except BindError as exc:
-        log.info("no bound start: %s", exc)
+        log.info("no bound start (new heads): %s", str(exc).split(":")[0])
         return None
     bind(feats, folder, split_seed=split_seed, val=cfg.val_fraction, test=cfg.test_fraction)
     return Run.load(folder)
