@@ -39,10 +39,12 @@ def register_backend(name: str, target: str | type, replace: bool = False) -> No
 
 
 def unregister_backend(name: str) -> None:
+    """Remove a registered encoder backend (no error when absent)."""
     BACKENDS.pop(name, None)
 
 
 def backend_class(name: str) -> type[Encoder]:
+    """The encoder class registered under ``name`` (imported on first use)."""
     if name not in BACKENDS:
         raise unknown("encoder backend", name, sorted(BACKENDS))
     target = BACKENDS[name]

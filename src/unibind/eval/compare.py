@@ -67,6 +67,7 @@ def side_by_side(run: Run, metrics: dict[str, Any],
 
 
 def versus_markdown(versus: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing runs pair by pair on the same held-out split."""
     names = [r["name"] for r in versus["runs"]]
     inst = versus.get("instance") or {}
     head = " | ".join(f"{n} mAP@10 / R@10" + (" / instance R@1" if inst else "")

@@ -88,6 +88,7 @@ def pair_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 
 
 def is_cross_modal(pair: str) -> bool:
+    """Whether a ``"query->target"`` pair joins two different modalities."""
     q, t = pair.split("->")
     return q != t
 

@@ -60,6 +60,7 @@ class ServeLimits:
 
 
 def too_large(limits: ServeLimits) -> ServeError:
+    """The 413 error for a request body over ``max_upload_mb``."""
     return ServeError(f"request body larger than max_upload_mb={limits.max_upload_mb:g} MB",
                       status=413, limit="max_upload_mb", value=limits.max_upload_mb)
 

@@ -75,6 +75,7 @@ def _plain(value: Any) -> Any:
 
 
 def audio_type(path: Path) -> str:
+    """The content type served for a sound file (by extension)."""
     return AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
         or "application/octet-stream"
 
