@@ -25,6 +25,7 @@ def level_pairs(metrics: dict[str, Any], level: str = "main") -> dict[str, Any]:
 
 
 def level_name(metrics: dict[str, Any], level: str = "main") -> str:
+    """``class``, ``pair`` (groups without labels) or ``instance``: how a level is named."""
     if level == "instance":
         return "instance"
     return {"label": "class", "group": "pair"}.get(metrics.get("relevance", "label"), "class")
