@@ -189,11 +189,11 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
 
 
 def mean_line(cm: dict[str, Any]) -> str:
-    """``Cross-modal mean (N pairs): R@1 .., R@10 .., mAP@10 ..`` over the measured pairs."""
+    """``Cross-modal mean: R@1 .., R@10 .., mAP@10 .., MRR .. (over N measured pairs).``"""
     n = len(cm.get("pairs_measured", [])) if "pairs_measured" in cm else None
-    over = f" over {n} measured pair{'s' if n != 1 else ''}" if n is not None else ""
-    return (f"Cross-modal mean{over}: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
-            f"mAP@10 {fmt(cm['mAP@10'])}, MRR {fmt(cm.get('MRR'))}.")
+    over = f" (over {n} measured pair{'s' if n != 1 else ''})" if n is not None else ""
+    return (f"Cross-modal mean: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
+            f"mAP@10 {fmt(cm['mAP@10'])}, MRR {fmt(cm.get('MRR'))}{over}.")
 
 
 def metrics_path(run_path: str | os.PathLike, split: str = "test") -> Path:
