@@ -199,7 +199,7 @@ def test_train_init_never_below_bound(aligned: Path):
     assert run.info["made_by"] == "train --init" and run.views == {"text": "clap"}
     metrics = evaluate(aligned / "init")
     names = [r["name"] for r in metrics["versus"]["runs"]]
-    assert names == ["trained (--init) (this run)", "bound"]
+    assert names == ["trained (--init), class (this run)", "bound"]
     assert all(r["same_split"] for r in metrics["versus"]["runs"])
 
 
