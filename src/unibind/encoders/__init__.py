@@ -60,11 +60,20 @@ def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str 
     auto (cuda > mps > cpu), ``dtype`` to fp32."""
     import torch
 
+    from unibind.encoders.spec import EncoderLoadError
     from unibind.util.runtime import pick_device
 
     spec = EncoderSpec.from_dict(spec)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    return backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    try:
+        return backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    except EncoderLoadError:
+        raise
+    except OSError as exc:  # hub unreachable, folder or files missing
+        raise EncoderLoadError(
+            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+            "Without the Hugging Face hub, use --profile offline, or a local "
+            f"model folder (--{spec.modality}-encoder DIR).") from exc
 
 
 def __getattr__(name: str) -> Any:
