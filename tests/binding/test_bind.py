@@ -189,8 +189,8 @@ def test_train_init_never_below_bound(aligned: Path):
     from unibind.training.config import override, preset
     from unibind.training.trainer import train
 
-    cfg = override(preset("default"), epochs=4)
-    summary = train(aligned / "features", aligned / "init", config=cfg,
+    cfg = override(preset("class"), epochs=4)  # candidates: the class preset's --init
+    summary = train(aligned / "features", aligned / "init", preset_name="class", config=cfg,
                     init=aligned / "run-clap")
     table = summary["candidates"]
     assert summary["kept"] in table and table[summary["kept"]]["meets_floor"]
@@ -199,8 +199,35 @@ def test_train_init_never_below_bound(aligned: Path):
     assert run.info["made_by"] == "train --init" and run.views == {"text": "clap"}
     metrics = evaluate(aligned / "init")
     names = [r["name"] for r in metrics["versus"]["runs"]]
-    assert names == ["trained (--init) (this run)", "bound"]
+    assert names == ["trained (--init), class (this run)", "bound"]
     assert all(r["same_split"] for r in metrics["versus"]["runs"])
+
+
+def test_default_starts_from_the_bound_run(aligned: Path):
+    """The default preset binds the features itself, trains residual heads on the bound map
+    (every bound field honoured) and stores the bound run inside for evaluate's comparison."""
+    import dataclasses
+
+    from unibind.eval.evaluate import evaluate
+    from unibind.training.config import override, preset
+    from unibind.training.trainer import train
+
+    cfg = override(preset("default"), epochs=2, mix_shares=(0.5, 1.0), soup=2)
+    summary = train(aligned / "features", aligned / "auto", config=cfg)
+    run = Run.load(aligned / "auto")
+    init = run.info["init"]
+    assert run.info["made_by"] == "train" and init["run"] == "bound" and init["soup"] == 2
+    assert set(init["validation"]) == {"0", "0.5", "1"} and summary["share"] in (0.0, 0.5, 1.0)
+    assert Run.load(aligned / "auto" / "bound").info["made_by"] == "bind"
+    kinds = {m: k["kind"] for m, k in run.heads.cfg.kinds.items()}
+    assert kinds == {m: "residual" for m in run.modalities}  # aligned: every modality bound
+    metrics = evaluate(aligned / "auto")
+    assert [r["name"] for r in metrics["versus"]["runs"]] == ["trained (this run)", "bound"]
+    plain = train(aligned / "features", aligned / "plain",
+                  config=dataclasses.replace(cfg, bound_start=False))
+    assert "share" not in plain and "init" not in Run.load(aligned / "plain").info
+    none = train(aligned / "features", aligned / "none", config=cfg, init="none")
+    assert "share" not in none
 
 
 def test_index_add_and_search_on_a_clip_pivot_run(aligned: Path, tmp_path: Path):

@@ -27,7 +27,7 @@ from unibind.errors import UsageError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.folder import Features
 from unibind.features.splits import group_keys
-from unibind.run.folder import Run, save_run
+from unibind.run.folder import Run
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.config import TrainConfig
 
@@ -50,10 +50,13 @@ def check_trainable(feats: Features, cfg: TrainConfig) -> TrainConfig:
             "dirs`, or a `label` column) or groups (files sharing a stem, e.g. beach.jpg + "
             "beach.wav + beach.txt, or a `group` column) -- or use `unibind bind`, which needs "
             "neither.")
-    if not labelled and cfg.positives == "class":
+    if not labelled and cfg.positives in ("class", "both"):
         log.warning("no labels: training with instance positives (%d groups link modalities)",
                     linked)
         cfg = replace(cfg, positives="instance")
+    elif linked == 0 and cfg.positives == "both":
+        log.info("no group links two modalities: training with class positives only")
+        cfg = replace(cfg, positives="class")
     return cfg
 
 
@@ -110,15 +113,22 @@ def _mix(tuned: Heads, added: Heads, pick: dict[str, str]) -> Heads:
     return heads
 
 
+def _value(metrics: dict[str, Any] | None) -> float:
+    """A pair's mAP@10; -1 when absent or not measured."""
+    v = (metrics or {}).get("mAP@10")
+    return -1.0 if v is None else float(v)
+
+
 def choose(candidates: dict[str, tuple[Heads, dict[str, dict[str, float]]]],
            floor: dict[str, float]) -> tuple[str, dict[str, Any]]:
     """The candidate with the best mean cross-modal mAP@10 among those at or above ``floor``
     (the bound run's mAP@10 per pair it covers)."""
     table = {}
     for name, (_, pairs) in candidates.items():
-        ok = all(pairs.get(p, {}).get("mAP@10", -1.0) >= v - 1e-9 for p, v in floor.items())
-        table[name] = {"mean_mAP@10": cross_modal_mean(pairs), "meets_floor": ok,
-                       "pairs": {p: round(v["mAP@10"], 4) for p, v in pairs.items()}}
+        ok = all(_value(pairs.get(p)) >= v - 1e-9 for p, v in floor.items() if v is not None)
+        table[name] = {"mean_mAP@10": cross_modal_mean(pairs) or 0.0, "meets_floor": ok,
+                       "pairs": {p: None if v["mAP@10"] is None else round(v["mAP@10"], 4)
+                                 for p, v in pairs.items()}}
     eligible = [n for n, t in table.items() if t["meets_floor"]] or list(table)
     best = max(eligible, key=lambda n: table[n]["mean_mAP@10"])
     return best, table
@@ -128,8 +138,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
                      preset_name: str, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
                      threads: int | None = 1) -> dict[str, Any]:
     """See the module doc; writes the run at ``out`` and returns train's summary + the choice."""
-    from unibind.eval.calibration import space_stats
-    from unibind.training.fit import fit, run_info
+    from unibind.training.finish import finish_run
+    from unibind.training.fit import fit
 
     run = Run.load(init)
     if run.info.get("made_by") != "bind":
@@ -164,19 +174,13 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
              table[best]["mean_mAP@10"], {p: round(v, 3) for p, v in floor.items()})
     res = scratch if best == "scratch" else tuned
     res.heads = heads
-    stats = space_stats(heads, feats, split)
-    out = Path(out)
-    info = run_info(feats, out, preset_name, cfg, seed, res, stats, extra={
-        "made_by": "train --init", "views": run.views,
+    summary = finish_run(feats, out, heads, res, preset_name, cfg, seed, info_extra={
+        "made_by": "train --init", "views": run.views, "best_val_mAP@10":
+            table[best]["mean_mAP@10"],
         "init": {"run": str(Path(init).resolve()), "kept": best, "bound_val_mAP@10": floor,
-                 "candidates": table}})
-    info["best_val_mAP@10"] = table[best]["mean_mAP@10"]
-    save_run(out, heads, info, centers=stats["centers"])
-    return {"run": str(out), "preset": preset_name, "seed": seed, "epochs": len(res.curve),
-            "best_epoch": res.best_epoch, "val_mAP@10": table[best]["mean_mAP@10"],
-            "stopped_early": res.stopped_early, "seconds": round(res.seconds, 3),
-            "split": res.split_info, "kept": best, "candidates": table,
-            "search": {k: stats["search"][k] for k in ("center", "mode")}}
+                 "candidates": table}}, summary_extra={"kept": best, "candidates": table})
+    summary["val_mAP@10"] = table[best]["mean_mAP@10"]
+    return summary
 
 
 def _only(feats: Features, modalities: list[str]) -> Features:
