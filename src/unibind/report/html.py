@@ -76,7 +76,10 @@ def metric_table(metrics: dict[str, Any]) -> str:
     """The 3x3 query -> target grid (R@10) and every pair's metrics."""
     grid = tables.pair_grid(metrics)
     grid.title = "R@10, query (row) \u2192 target (column), class-level relevance"
-    return grid.html() + tables.pairs_table(metrics).html()
+    out = grid.html() + tables.pairs_table(metrics).html()
+    if metrics.get("instance"):  # the thing itself: the query's own picture, caption, sound
+        out += tables.pair_grid(metrics, "R@1", level="instance").html()
+    return out
 
 
 def shares_table(metrics: dict[str, Any]) -> str:

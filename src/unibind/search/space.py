@@ -7,7 +7,8 @@
 
 Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
 same head; centred when the index is). Mixed searches over several modalities are merged per
-modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+modality with ``unibind.search.merge.merge_topk`` in the run's recommended mode unless told
+otherwise. A query searches only the target modalities its own can reach (``Run.reach``).
 
 One ``Space`` may serve many threads: encoders and group members are filled once under a lock,
 each encoder runs one batch at a time (tokenizers are not thread-safe), searches run in parallel.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from unibind.errors import InputNotFound, UsageError, unknown
-from unibind.modalities import check_modality, get_modality, ordered
+from unibind.modalities import MODALITIES, check_modality, get_modality, ordered
 from unibind.run.folder import Run
 from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
 from unibind.search.merge import MODES, merge_topk
@@ -50,6 +51,11 @@ def _queries(**inputs: Inputs) -> dict[str, list]:
     """Non-empty query inputs per modality, in canonical order; unknown names refused."""
     given = {check_modality(m): _as_list(v) for m, v in inputs.items()}
     return {m: given[m] for m in ordered(given) if given[m]}
+
+
+class Unreachable(UsageError):
+    """A search whose query modalities reach none of the asked target modalities (``Run.reach``:
+    e.g. text queries and offline sounds, which have no text side)."""
 
 
 def parse_modalities(value: str | list[str] | None) -> list[str] | None:
@@ -124,15 +130,15 @@ class Space:
             feats = enc.encode([str(x) for x in items])
         return self.run.project(modality, feats, center=self.index.center)
 
-    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-                     **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
+    def query_vector(self, **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
         """Every input embedded, summed and normalised (a compositional query).
 
         Inputs are keyed by modality name (``text=``, ``image=``, ``audio=`` or any registered
         modality): text for inline modalities, file paths for the others."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
+        given = _queries(**inputs)
         if not given:
-            raise UsageError("give at least one query: text=, image= or audio=")
+            raise UsageError("give at least one query: "
+                             + ", ".join(f"{m}=" for m in MODALITIES))
         for m, items in given.items():
             if not get_modality(m).inline:
                 absent = [str(p) for p in items if not Path(p).is_file()]
@@ -164,10 +170,11 @@ class Space:
         """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
 
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
-        items (``unibind.pairs``); scores are then standardised similarities."""
+        items (``unibind.search.pair_expansion``); scores are then standardised similarities."""
         if k <= 0:
             raise UsageError("k must be positive")
-        mods = parse_modalities(modality)
+        mods = (self.targets(query_modalities, modality)[0] if query_modalities
+                else parse_modalities(modality))
         mode = balance or self.default_mode()
         if mode not in MODES:
             raise unknown("balance mode", mode, MODES)
@@ -181,6 +188,29 @@ class Space:
         scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
                                      calibration=calibration, pool_sizes=self._pools(per))
         return scores, rows, mode
+
+    def targets(self, query_modalities: list[str], modality: str | list[str] | None = None,
+                strict: bool = True) -> tuple[list[str], str | None]:
+        """The target modalities a query of ``query_modalities`` searches (those asked, default
+        every indexed one, that ``run.reach`` lets it reach) and a note naming the ones left
+        out; ``Unreachable`` (``strict``) when none is left."""
+        pool = parse_modalities(modality) or self.index.modalities
+        reach = self.run.reach
+        can = {t for q in query_modalities for t in reach.get(q, [q])}
+        keep, dropped = [m for m in pool if m in can], [m for m in pool if m not in can]
+        if not query_modalities or not dropped:
+            return pool, None
+        asked = "+".join(query_modalities)
+        reasons = (self.run.info.get("bound") or {}).get("unreachable") or {}
+        why = "; ".join(dict.fromkeys(reasons[m] for m in [*query_modalities, *dropped]
+                                      if m in reasons)) or "the run's reach map (run.json)"
+        if not keep:
+            if not strict:
+                return pool, None
+            raise Unreachable(f"{asked} queries cannot reach {', '.join(dropped)} items in this "
+                              f"run ({why}); they reach {', '.join(ordered(can)) or 'nothing'}")
+        return keep, (f"{', '.join(dropped)} not searched: {asked} queries cannot reach "
+                      f"{'it' if len(dropped) == 1 else 'them'} in this run ({why})")
 
     def _pools(self, per: dict[str, Any]) -> dict[str, int]:
         """Pool size of each searched modality (what the balanced merge shares slots by)."""
@@ -224,13 +254,16 @@ class Space:
             out.append(res)
         return out
 
-    def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
-               via_pairs: int = 0, **inputs: Inputs) -> dict[str, Any]:
-        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
-        ``**inputs`` queries other registered modalities by name."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
-        parse_modalities(modality)  # refuse unknown names before embedding anything
+    def search(self, k: int = 10, modality: str | list[str] | None = None,
+               balance: str | None = None, via_pairs: int = 0, **inputs: Inputs
+               ) -> dict[str, Any]:
+        """``{"query", "mode", "results": [...]}`` (and a ``note`` when some target modality
+        is out of the query's reach) for one (possibly compositional) query; ``**inputs``:
+        the query by modality name (``text="a dog"``, ``audio="bark.wav"``, any registered
+        one)."""
+        given = _queries(**inputs)
+        self.targets(list(given), modality)  # refuse unknown or unreachable targets before
+        # embedding anything
         if balance is not None and balance not in MODES:
             raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
@@ -242,8 +275,10 @@ class Space:
                mode: str, rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
         HTTP service return)."""
-        return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                self.index.modalities, "mode": mode, "results": self.describe(rows, scores)}
+        targets, note = self.targets([m for m in query if m in MODALITIES], modality,
+                                     strict=False)
+        return {"query": query, "k": k, "modality": targets, "mode": mode,
+                "results": self.describe(rows, scores), **({"note": note} if note else {})}
 
 
 def combine_query(embedded: Iterable[np.ndarray]) -> np.ndarray:
@@ -261,6 +296,7 @@ def format_results(result: dict[str, Any]) -> str:
     """A readable table of one search result."""
     q = "; ".join(f"{m}: {', '.join(_tail(x) for x in v)}" for m, v in result["query"].items())
     lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
+             *([f"note: {result['note']}"] if result.get("note") else []),
              f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
     for r in result["results"]:
         what = r.get("text") if "text" in r else r.get("path")
