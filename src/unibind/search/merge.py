@@ -9,11 +9,21 @@ modality sits closest to everything (the reference returned 15 of 15 text at k=1
 - ``calibrated``: rank by per-target-modality standardised score ``(s - mean_m) / std_m`` with
   ``calibration[m] = (mean, std)`` of query->m scores on training data
   (``run.info["calibration"]``).
-- ``balanced``: fill the k slots from each modality's own ranking in proportion to its pool share
-  (equal shares when ``pool_sizes`` is not given); within each round the higher score goes first.
+- ``balanced``: choose the k items from each modality's own ranking in proportion to its pool
+  share (equal shares when ``pool_sizes`` is not given), then rank the chosen items by score:
+  by calibrated score ``(s - mean_m) / std_m`` when ``calibration`` is given (scores of unrelated
+  pairs differ per modality pair, so raw cosines are not comparable across modalities), else by
+  raw score. A lower-scored item never sits above a higher-scored one of another modality except
+  by calibrated score.
 
-``merge_topk`` returns raw scores in the mode's rank order (so for ``calibrated`` and ``balanced``
-the returned scores need not be descending).
+``merge_topk`` returns raw scores in the mode's rank order (so for ``calibrated`` and calibrated
+``balanced`` the returned scores need not be descending).
+
+The noise floor (``noise_floors`` / ``apply_floor``): for a query of modality q and a target
+modality t with n items, unrelated items score ``mean + std * N(0, 1)`` (``calibration``), so
+the best of n unrelated items reaches about ``mean + std * sqrt(2 ln n)`` by chance. A target
+whose best score stays below that plus ``FLOOR_MARGIN`` standard deviations carries no signal
+for the query and gets no slots.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import numpy as np
 from unibind.errors import UsageError, unknown
 
 MODES = ("none", "balanced", "calibrated", "centered")
+FLOOR_MARGIN = 1.0  # standard deviations above the expected best of n unrelated items
 
 
 def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -66,15 +77,10 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
         raise ValueError("merge_topk needs at least one modality")
     mods, scores, rows, mod_idx, valid = _stack(per_modality)
     if mode == "balanced":
-        return _balanced(mods, scores, rows, valid, k, pool_sizes)
-    keys = []
-    for m, s, v in zip(mods, scores, valid):
-        if mode == "calibrated":
-            if not calibration or m not in calibration:
-                raise UsageError(f"calibrated mode needs calibration stats for {m!r}")
-            mean, std = calibration[m]
-            s = (s - float(mean)) / max(float(std), 1e-12)
-        keys.append(np.where(v, s, -np.inf))
+        keys = _keys(mods, scores, valid, calibration, required=False)
+        return _balanced(mods, scores, keys, rows, valid, k, pool_sizes)
+    keys = (_keys(mods, scores, valid, calibration, required=True) if mode == "calibrated"
+            else [np.where(v, s, -np.inf) for s, v in zip(scores, valid)])
     key = np.concatenate(keys, axis=1)
     all_s = np.concatenate([np.where(v, s, -np.inf) for s, v in zip(scores, valid)], axis=1)
     all_r = np.concatenate([np.where(v, r, -1) for r, v in zip(rows, valid)], axis=1)
@@ -83,6 +89,54 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     take = [np.take_along_axis(a, order, axis=1) for a in (all_s, all_m, all_r)]
     out_s, out_m, out_r = _pad(take, k)
     return _result(mods, out_s, out_m, out_r)
+
+
+def _keys(mods, scores, valid, calibration, required: bool) -> list[np.ndarray]:
+    """Ranking keys: calibrated scores when every modality has stats, else raw scores (an error
+    when ``required``)."""
+    missing = [m for m in mods if not calibration or m not in calibration]
+    if missing and required:
+        raise UsageError(f"calibrated mode needs calibration stats for {missing[0]!r}")
+    out = []
+    for m, s, v in zip(mods, scores, valid):
+        if not missing:
+            mean, std = calibration[m]
+            s = (s - float(mean)) / max(float(std), 1e-12)
+        out.append(np.where(v, s, -np.inf))
+    return out
+
+
+def noise_floors(calibration: dict[str, tuple[float, float]] | None, pool_sizes: dict[str, int],
+                 margin: float = FLOOR_MARGIN) -> dict[str, float]:
+    """``{target: score}`` below which a target's best item is what unrelated items reach by
+    chance: ``mean + std * (sqrt(2 ln n) + margin)``; targets without stats get none."""
+    out = {}
+    for m, n in pool_sizes.items():
+        if calibration and m in calibration:
+            mean, std = (float(x) for x in calibration[m])
+            out[m] = mean + std * (float(np.sqrt(2 * np.log(max(n, 2)))) + margin)
+    return out
+
+
+def apply_floor(per_modality: dict[str, tuple[np.ndarray, np.ndarray]],
+                floors: dict[str, float]
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """Drop, per query, every target modality whose best score is below its floor.
+
+    Returns the lists with those queries' rows set to -1 and ``{modality: bool [q]}`` marking
+    the withheld queries. A query keeps at least one modality: when every one falls below
+    its floor, none is withheld (a single-kind answer is still ranked by score)."""
+    best = {m: np.where(np.asarray(r) >= 0, np.asarray(s, dtype=np.float64), -np.inf).max(
+        axis=1, initial=-np.inf) for m, (s, r) in per_modality.items()}
+    low = {m: best[m] < floors[m] if m in floors else np.zeros(len(best[m]), bool)
+           for m in per_modality}
+    all_low = np.all(np.stack(list(low.values())), axis=0)
+    out, withheld = {}, {}
+    for m, (s, r) in per_modality.items():
+        drop = low[m] & ~all_low
+        withheld[m] = drop
+        out[m] = (s, np.where(drop[:, None], -1, r))
+    return out, withheld
 
 
 def _pad(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
@@ -95,8 +149,9 @@ def _pad(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
     return [s, m, r]
 
 
-def _balanced(mods, scores, rows, valid, k, pool_sizes):
-    """Quota-by-pool-share interleave, vectorised over queries, one slot per step."""
+def _balanced(mods, scores, keys, rows, valid, k, pool_sizes):
+    """Quota by pool share (vectorised over queries, one slot per step), then the chosen items
+    ranked by ``keys`` (stable: each modality keeps its own order)."""
     n_q, n_m = scores[0].shape[0], len(mods)
     weights = np.array([pool_sizes.get(m, 0) if pool_sizes else 1 for m in mods], dtype=np.int64)
     total = max(int(weights.sum()), 1)
@@ -129,4 +184,14 @@ def _balanced(mods, scores, rows, valid, k, pool_sizes):
             out_s[sel[pick], step] = scores[jj][sel[pick], pos[pick]]
             out_r[sel[pick], step] = rows[jj][sel[pick], pos[pick]]
         taken[sel, j] += 1
+    out_k = np.full((n_q, k), -np.inf)
+    for jj in range(n_m):
+        mine = out_m == jj  # rank the chosen items by their keys:
+        # the i-th chosen item of modality jj is its list's i-th entry
+        taken_at = np.cumsum(mine, axis=1) - 1
+        pos = np.where(mine, taken_at, 0)
+        out_k = np.where(mine, np.take_along_axis(keys[jj], np.minimum(
+            pos, keys[jj].shape[1] - 1), axis=1) if keys[jj].shape[1] else -np.inf, out_k)
+    order = np.argsort(-out_k, axis=1, kind="stable")
+    out_s, out_m, out_r = (np.take_along_axis(a, order, axis=1) for a in (out_s, out_m, out_r))
     return _result(mods, out_s, out_m, out_r)

@@ -29,7 +29,7 @@ from unibind.errors import InputNotFound, UsageError, unknown
 from unibind.modalities import check_modality, get_modality, ordered
 from unibind.run.folder import Run
 from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
-from unibind.search.merge import MODES, merge_topk
+from unibind.search.merge import MODES, apply_floor, merge_topk, noise_floors
 from unibind.search.pair_expansion import expand_via_pairs, group_members
 from unibind.search.stores import VectorStore
 
@@ -141,24 +141,56 @@ class Space:
             return "none"
         return mode if mode in MODES else "none"
 
-    def _calibration(self, query_modalities: list[str]) -> dict[str, tuple[float, float]]:
+    def _calibration(self, query_modalities: list[str], required: bool = True
+                     ) -> dict[str, tuple[float, float]]:
+        """``{target: (mean, std)}`` of the run's query->target scores on training data (for
+        one query modality its own pair statistics, else the pooled ones); ``{}`` when the run
+        stores none and they are not ``required``."""
         suffix = "_centered" if self.index.center else ""
         pairs = self.run.info.get(f"calibration_pairs{suffix}") or {}
         if len(query_modalities) == 1 and query_modalities[0] in pairs:
             return pairs[query_modalities[0]]
         pooled = self.run.info.get(f"calibration{suffix}")
-        if not pooled:
+        if not pooled and required:
             raise SpaceIndexError(f"run {self.run.path} stores no calibration statistics; "
                                   "use --balance none or balanced")
-        return pooled
+        return pooled or {}
+
+    def reach(self) -> dict[str, list[str]] | None:
+        """``{query modality: [target modalities]}`` the run's space connects (None: all)."""
+        reach = getattr(self.run, "reach", None)
+        if reach is None:
+            reach = self.run.info.get("reach")
+        return reach or None
+
+    def _reachable(self, targets: list[str], query_modalities: list[str]
+                   ) -> tuple[list[str], dict[str, str]]:
+        """Targets some query modality reaches, and ``{target: why}`` for the others."""
+        reach = self.reach()
+        if reach is None or not query_modalities:
+            return targets, {}
+        ok = [t for t in targets if any(t in reach.get(q, []) for q in query_modalities)]
+        why = {t: f"not reachable from {'+'.join(query_modalities)} queries"
+               for t in targets if t not in ok}
+        return ok, why
 
     def search_vectors(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
                        balance: str | None = None, query_modalities: list[str] | None = None,
-                       via_pairs: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+                       via_pairs: int = 0, floor: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray, str]:
         """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
 
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
         items (``unibind.pairs``); scores are then standardised similarities."""
+        hits = self.search_hits(q, k, modality, balance, query_modalities, via_pairs, floor)
+        return hits.scores, hits.rows, hits.mode
+
+    def search_hits(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
+                    balance: str | None = None, query_modalities: list[str] | None = None,
+                    via_pairs: int = 0, floor: bool = True) -> Hits:
+        """``search_vectors`` plus what a mixed search left out: targets the query cannot reach
+        and (``floor=True``) targets whose best score is at the noise floor
+        (``unibind.search.merge.noise_floors``) get no slots."""
         if k <= 0:
             raise UsageError("k must be positive")
         mods = parse_modalities(modality)
@@ -168,13 +200,28 @@ class Space:
         if mode == "centered" and not self.index.center:
             raise SpaceIndexError("--balance centered needs an index built on centred vectors: "
                                   "`unibind index RUN --center`")
+        qmods = query_modalities or []
+        targets = mods or self.index.modalities
+        targets, why = self._reachable(targets, qmods)
+        if not targets:
+            raise UsageError(f"{'+'.join(qmods)} queries reach none of "
+                             f"{', '.join(mods or self.index.modalities)} in this run")
         if via_pairs > 0:
-            return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
-        per = self.index.search(q, k, mods)
-        calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
-        scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
-                                     calibration=calibration, pool_sizes=self._pools(per))
-        return scores, rows, mode
+            scores, rows, mode = self._search_via_pairs(q, k, targets, mode, qmods, via_pairs)
+            return Hits(scores, rows, mode, {}, [dict(why) for _ in range(len(q))])
+        per = self.index.search(q, k, targets)
+        calibration = self._calibration(qmods, required=mode == "calibrated")
+        floors = noise_floors(calibration, self._pools(per)) if floor and len(per) > 1 else {}
+        withheld = [dict(why) for _ in range(len(q))]
+        if floors:
+            per, low = apply_floor(per, floors)
+            for m, mask in low.items():
+                for i in np.flatnonzero(mask):
+                    withheld[i][m] = f"best score below the noise floor {floors[m]:.3f}"
+        merge_mode = "none" if mode == "centered" else mode
+        scores, _, rows = merge_topk(per, k, merge_mode, calibration=calibration or None,
+                                     pool_sizes=self._pools(per))
+        return Hits(scores, rows, mode, floors, withheld)
 
     def _pools(self, per: dict[str, Any]) -> dict[str, int]:
         """Pool size of each searched modality (what the balanced merge shares slots by)."""
@@ -220,24 +267,46 @@ class Space:
 
     def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
                k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
-               via_pairs: int = 0, **inputs: Inputs) -> dict[str, Any]:
-        """``{"query", "mode", "results": [...]}`` for one (possibly compositional) query;
-        ``**inputs`` queries other registered modalities by name."""
+               via_pairs: int = 0, floor: bool = True, **inputs: Inputs) -> dict[str, Any]:
+        """``{"query", "mode", "noise_floor", "withheld", "results": [...]}`` for one (possibly
+        compositional) query; ``**inputs`` queries other registered modalities by name;
+        ``floor=False`` keeps targets whose scores are at the noise floor."""
         given = _queries(text=text, image=image, audio=audio, **inputs)
         parse_modalities(modality)  # refuse unknown names before embedding anything
         if balance is not None and balance not in MODES:
             raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
-        scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
+        hits = self.search_hits(q[None], k, modality, balance, qmods, via_pairs, floor)
         query = {m: [str(x) for x in v] for m, v in given.items()}
-        return self.result(query, k, modality, mode, rows[0], scores[0])
+        return self.result(query, k, modality, hits.mode, hits.rows[0], hits.scores[0],
+                           **hits.extra())
 
     def result(self, query: dict[str, list[str]], k: int, modality: str | list[str] | None,
-               mode: str, rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+               mode: str, rows: np.ndarray, scores: np.ndarray,
+               noise_floor: dict[str, float] | None = None,
+               withheld: dict[str, str] | None = None) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
-        HTTP service return)."""
+        HTTP service return); ``noise_floor`` and ``withheld`` come from ``search_hits``."""
         return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                self.index.modalities, "mode": mode, "results": self.describe(rows, scores)}
+                self.index.modalities, "mode": mode,
+                "noise_floor": {m: round(v, 6) for m, v in (noise_floor or {}).items()},
+                "withheld": withheld or {}, "results": self.describe(rows, scores)}
+
+
+@dataclass
+class Hits:
+    """Ranked rows and raw scores ``[nq, k]`` of a search, the mode used, the noise floor of
+    each searched target and, per query, ``{target: why}`` for targets given no slots."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    mode: str
+    noise_floor: dict[str, float]
+    withheld: list[dict[str, str]]
+
+    def extra(self, i: int = 0) -> dict[str, Any]:
+        """The ``noise_floor``/``withheld`` keywords of ``Space.result`` for query ``i``."""
+        return {"noise_floor": self.noise_floor, "withheld": self.withheld[i]}
 
 
 def combine_query(embedded: Iterable[np.ndarray]) -> np.ndarray:
@@ -260,6 +329,8 @@ def format_results(result: dict[str, Any]) -> str:
         what = r.get("text") if "text" in r else r.get("path")
         lines.append(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['modality']:<8} "
                      f"{str(r['label'])[:20]:<20} {_tail(str(what))}")
+    for m, why in (result.get("withheld") or {}).items():
+        lines.append(f"no {m} results: {why}")
     return "\n".join(lines)
 
 
