@@ -19,11 +19,11 @@ modality sits closest to everything (the reference returned 15 of 15 text at k=1
 ``merge_topk`` returns raw scores in the mode's rank order (so for ``calibrated`` and calibrated
 ``balanced`` the returned scores need not be descending).
 
-The noise floor (``noise_floors`` / ``apply_floor``): for a query of modality q and a target
-modality t with n items, unrelated items score ``mean + std * N(0, 1)`` (``calibration``), so
-the best of n unrelated items reaches about ``mean + std * sqrt(2 ln n)`` by chance. A target
-whose best score stays below that plus ``FLOOR_MARGIN`` standard deviations carries no signal
-for the query and gets no slots.
+The noise floor (``noise_floors`` / ``apply_floor``): the run records upper quantiles of the
+scores of unrelated pairs per query->target modality (``run.json`` ``noise_pairs``, training
+data). Among n unrelated items the best scores about the ``1 - 1/n`` quantile; a target whose
+best score stays below the ``1 - 1/(FLOOR_FACTOR * n)`` quantile (what the best of
+``FLOOR_FACTOR * n`` unrelated items reaches) carries no signal for the query and gets no slots.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 from unibind.errors import UsageError, unknown
 
 MODES = ("none", "balanced", "calibrated", "centered")
-FLOOR_MARGIN = 1.0  # standard deviations above the expected best of n unrelated items
+FLOOR_FACTOR = 10  # the floor of a pool of n items: the best of 10 n unrelated items
 
 
 def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -64,13 +64,14 @@ def _result(mods, take_s, take_m, take_r):
 
 def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, mode: str,
                calibration: dict[str, tuple[float, float]] | None = None,
-               pool_sizes: dict[str, int] | None = None
+               pool_sizes: dict[str, int] | None = None, rank_chosen: bool = True
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge ``{modality: (scores [q, k_m] descending, rows [q, k_m])}`` into the top ``k``.
 
     Returns ``(scores [q, k], modalities [q, k] str, rows [q, k])``; slots beyond the available
     results hold score ``-inf``, modality ``""`` and row ``-1``. Rows < 0 or non-finite scores in
-    the inputs mark absent results (as faiss returns them)."""
+    the inputs mark absent results (as faiss returns them). ``rank_chosen=False`` leaves a
+    balanced merge in its quota interleave order (the order before ranking; for comparisons)."""
     if mode not in MODES:
         raise unknown("mixed-search mode", mode, MODES)
     if not per_modality:
@@ -78,7 +79,7 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     mods, scores, rows, mod_idx, valid = _stack(per_modality)
     if mode == "balanced":
         keys = _keys(mods, scores, valid, calibration, required=False)
-        return _balanced(mods, scores, keys, rows, valid, k, pool_sizes)
+        return _balanced(mods, scores, keys if rank_chosen else None, rows, valid, k, pool_sizes)
     keys = (_keys(mods, scores, valid, calibration, required=True) if mode == "calibrated"
             else [np.where(v, s, -np.inf) for s, v in zip(scores, valid)])
     key = np.concatenate(keys, axis=1)
@@ -106,15 +107,16 @@ def _keys(mods, scores, valid, calibration, required: bool) -> list[np.ndarray]:
     return out
 
 
-def noise_floors(calibration: dict[str, tuple[float, float]] | None, pool_sizes: dict[str, int],
-                 margin: float = FLOOR_MARGIN) -> dict[str, float]:
-    """``{target: score}`` below which a target's best item is what unrelated items reach by
-    chance: ``mean + std * (sqrt(2 ln n) + margin)``; targets without stats get none."""
+def noise_floors(noise: dict[str, list[list[float]]] | None, pool_sizes: dict[str, int],
+                 factor: float = FLOOR_FACTOR) -> dict[str, float]:
+    """``{target: score}``: the score the best of ``factor * n`` unrelated items reaches, from
+    ``noise[target] = [x, score]`` quantiles (``x = -log10(1 - p)``, as
+    ``eval.calibration.noise_quantiles`` records them); targets without them get none."""
     out = {}
     for m, n in pool_sizes.items():
-        if calibration and m in calibration:
-            mean, std = (float(x) for x in calibration[m])
-            out[m] = mean + std * (float(np.sqrt(2 * np.log(max(n, 2)))) + margin)
+        if noise and m in noise and len(noise[m][0]):
+            xs, scores = noise[m]
+            out[m] = float(np.interp(np.log10(max(factor * n, 1.0)), xs, scores))
     return out
 
 
@@ -184,6 +186,8 @@ def _balanced(mods, scores, keys, rows, valid, k, pool_sizes):
             out_s[sel[pick], step] = scores[jj][sel[pick], pos[pick]]
             out_r[sel[pick], step] = rows[jj][sel[pick], pos[pick]]
         taken[sel, j] += 1
+    if keys is None:
+        return _result(mods, out_s, out_m, out_r)
     out_k = np.full((n_q, k), -np.inf)
     for jj in range(n_m):
         mine = out_m == jj  # rank the chosen items by their keys:

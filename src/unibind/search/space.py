@@ -156,6 +156,17 @@ class Space:
                                   "use --balance none or balanced")
         return pooled or {}
 
+    def _floors(self, query_modalities: list[str], pools: dict[str, int]) -> dict[str, float]:
+        """Noise floor per target (``merge.noise_floors``); for a query of several modalities
+        the lowest of theirs (a target is withheld only when no part of the query reaches
+        it); {} for runs that record no noise quantiles."""
+        suffix = "_centered" if self.index.center else ""
+        noise = self.run.info.get(f"noise_pairs{suffix}") or {}
+        per_q = [noise_floors(noise.get(q), pools) for q in query_modalities]
+        if not per_q or not all(per_q):
+            return {}
+        return {t: min(f[t] for f in per_q) for t in pools if all(t in f for f in per_q)}
+
     def reach(self) -> dict[str, list[str]] | None:
         """``{query modality: [target modalities]}`` the run's space connects (None: all)."""
         reach = getattr(self.run, "reach", None)
@@ -211,7 +222,7 @@ class Space:
             return Hits(scores, rows, mode, {}, [dict(why) for _ in range(len(q))])
         per = self.index.search(q, k, targets)
         calibration = self._calibration(qmods, required=mode == "calibrated")
-        floors = noise_floors(calibration, self._pools(per)) if floor and len(per) > 1 else {}
+        floors = self._floors(qmods, self._pools(per)) if floor and len(per) > 1 else {}
         withheld = [dict(why) for _ in range(len(q))]
         if floors:
             per, low = apply_floor(per, floors)
