@@ -6,7 +6,8 @@ excluded), k=10; the merge is the one ``Space`` uses:
 - ``interleave``: the quota interleave the balanced mode returned before (slots by pool share,
   round by round);
 - ``ranked``: the same items ranked by calibrated score (``run.json`` ``calibration_pairs``);
-- ``ranked+floor``: and targets whose best score is at the noise floor get no slots.
+- ``ranked+floor``: and targets whose best score is at the noise floor get no slots (the best
+  of ``FLOOR_FACTOR * n`` unrelated items; ``(3n)``: of 3 n).
 
 Two spaces: the run as trained, and the same run with the audio vectors replaced by random unit
 vectors (an audio encoder outside the shared space: what a run whose sounds have no text side
@@ -31,7 +32,7 @@ import numpy as np
 from unibind.eval.calibration import noise_quantiles, score_stats
 from unibind.eval.metrics import topk_per_target
 from unibind.run.folder import Run
-from unibind.search.merge import apply_floor, merge_topk, noise_floors
+from unibind.search.merge import FLOOR_FACTOR, apply_floor, merge_topk, noise_floors
 from unibind.util.runtime import cache_root
 
 K = 10
@@ -53,9 +54,10 @@ def measure(embs, labels, calib, noise, variant: str) -> dict:
     for q in mods:
         per = {t: topk_per_target(embs[q], embs[t], K, exclude_self=(t == q)) for t in mods}
         cal = calib[q]
-        floors = noise_floors(noise[q], pool)
+        floors = noise_floors(noise[q], pool, factor=3.0 if variant.endswith("(3n)") else
+                              FLOOR_FACTOR)
         chance = noise_floors(noise[q], pool, factor=1.0)  # the best unrelated item's level
-        if variant == "ranked+floor":
+        if variant.startswith("ranked+floor"):
             per, low = apply_floor(per, floors)
             withheld += sum(int(v.sum()) for v in low.values())
         lists += len(mods) * len(embs[q])
@@ -70,9 +72,9 @@ def measure(embs, labels, calib, noise, variant: str) -> dict:
             inv += sum(1 for a in range(len(s)) for b in range(a + 1, len(s))
                        if nm[a] != nm[b] and s[a] < s[b])
             rel = np.array([t != q and labels[t][j] == labels[q][i] for t, j in zip(nm, r)])
-            noise = np.array([s[j] < chance.get(t, -np.inf) and not rel[j]
+            low = np.array([s[j] < chance.get(t, -np.inf) and not rel[j]
                               for j, t in enumerate(nm)])
-            if rel.any() and noise[:np.argmax(rel)].any():
+            if rel.any() and low[:np.argmax(rel)].any():
                 noise_above += 1
             n_rel = sum(int((labels[t] == labels[q][i]).sum()) for t in mods if t != q)
             if n_rel:
@@ -102,12 +104,12 @@ def main(run_path: Path) -> None:
                                           noise_quantiles(rand, train.labels))}
     for name, (e, c, noise) in scenes.items():
         rows = {v: measure(e, labels, c, noise, v)
-                for v in ("interleave", "ranked", "ranked+floor")}
+                for v in ("interleave", "ranked", "ranked+floor", "ranked+floor(3n)")}
         cols = list(next(iter(rows.values())))
         print(f"\n{name}")
-        print(f"{'variant':<14}" + "".join(f"{c_:>19}" for c_ in cols))
+        print(f"{'variant':<17}" + "".join(f"{c_:>18}" for c_ in cols))
         for v, r in rows.items():
-            print(f"{v:<14}" + "".join(f"{r[c_]:>19.3f}" for c_ in cols))
+            print(f"{v:<17}" + "".join(f"{r[c_]:>18.3f}" for c_ in cols))
 
 
 def _random(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

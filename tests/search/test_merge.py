@@ -118,7 +118,7 @@ def test_balanced_ranks_chosen_items_by_score_across_modalities():
 def test_noise_floor_withholds_targets_without_signal():
     noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]],
              "audio": [[0.5, 1.0, 2.0, 3.0], [0.0, 0.05, 0.1, 0.15]]}
-    floors = noise_floors(noise, {"image": 10, "audio": 10, "text": 10})
+    floors = noise_floors(noise, {"image": 10, "audio": 10, "text": 10}, factor=10)
     assert floors == pytest.approx({"image": 0.3, "audio": 0.1})  # log10(10 * 10) = 2
     per = {"image": (np.array([[0.9, 0.2], [0.25, 0.2]]), np.array([[1, 2], [3, 4]])),
            "audio": (np.array([[0.05, 0.0], [0.5, 0.1]]), np.array([[5, 6], [7, 8]])),
