@@ -15,8 +15,9 @@ returns), its calibration measured on the training split the way ``train`` does.
 
 Columns: raw-score inversions per query (pairs of results of different modalities where the
 upper one has the lower raw score), queries with a noise-level result ranked above a real match
-(a relevant cross-modal item; noise level: below the score the best of the target's n unrelated items
-reaches by chance, the ``1 - 1/n`` quantile of ``noise_pairs``), each modality's share of the slots, cross-modal R@10 (a relevant
+(a relevant cross-modal item; noise level: below the score the best of the
+target's n unrelated items reaches by chance, the 1 - 1/n quantile of ``noise_pairs``),
+each modality's share of the slots, cross-modal R@10 (a relevant
 item among the 10) and mAP@10 of the mixed list, and the share of (query, target) lists withheld.
 
     python benchmarks/mixed_floor.py [RUN]   # default: the demo's run (`unibind demo` first)

@@ -33,7 +33,7 @@ import numpy as np
 from unibind.errors import UsageError, unknown
 
 MODES = ("none", "balanced", "calibrated", "centered")
-FLOOR_FACTOR = 3  # the floor of a pool of n items: the best of 3 n unrelated items (benchmarks/mixed_floor.py)
+FLOOR_FACTOR = 3  # floor: the best of 3 n unrelated items (benchmarks/mixed_floor.py)
 
 
 def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
