@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from unibind.encoders import Encoder, EncoderSpec, load_encoder
-from unibind.errors import UsageError
+from unibind.errors import UnibindError, UsageError
 from unibind.features import work
 from unibind.features.cache import FeatureCache
 from unibind.util.runtime import pick_device, pick_dtype
@@ -76,6 +76,26 @@ class _Forward:
         return {"id": np.array(ids, dtype=object), "reason": np.array(reasons, dtype=object)}
 
 
+class RayConnectionError(UnibindError, ConnectionError):
+    """The Ray cluster could not be joined or started."""
+
+
+def connection_message(address: str | None, exc: BaseException) -> str:
+    """One line naming the address, Ray's reason and, for token authentication, the fix."""
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    text = f"{reason} {type(exc).__name__}".lower()
+    hint = ""
+    if ("token" in text or "auth" in text or "unauthenticated" in text) and \
+            os.environ.get("RAY_AUTH_MODE") != "token":
+        hint = ("; the cluster uses token authentication: set RAY_AUTH_MODE=token (and its "
+                "token, RAY_AUTH_TOKEN) before running unibind")
+    elif address:
+        hint = ("; check the address (`ray status` on the head node) and, if the cluster uses "
+                "token authentication, set RAY_AUTH_MODE=token")
+    return f"cannot connect to {where}: {reason}{hint}"
+
+
 @contextlib.contextmanager
 def _cluster(address: str | None) -> Iterator[Any]:
     """Use the caller's Ray session, else join ``address`` (or start a local cluster) for the
@@ -87,10 +107,14 @@ def _cluster(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
-        ray.init(address=address)
-    else:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, RuntimeError, ...)
+        raise RayConnectionError(connection_message(address, exc)) from exc
     try:
         yield ray
     finally:
