@@ -25,7 +25,7 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
             workers: int = typer.Option(None, min=1, help="Decode threads (default: cores)."),
             preprocess: str = typer.Option("host", help="host, or device: image resize and "
                                            "CLAP log-mel on the model's device."),
-            engine: str = typer.Option("local", help="local, or ray (needs unibind[ray])."),
+            engine: str = typer.Option("local", help="local, or ray (needs unibind\\[ray])."),
             address: str = typer.Option(None, help="Ray cluster: auto, ray://HOST:PORT "
                                         "(default: a local one)."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),
