@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from unibind.encoders import Encoder, EncoderSpec, load_encoder
-from unibind.errors import UnibindError, UsageError
+from unibind.errors import Interrupted, UnibindError, UsageError
 from unibind.features import work
 from unibind.features.cache import FeatureCache
 from unibind.util.runtime import pick_device, pick_dtype
@@ -151,13 +151,22 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
                  "inputs": [str(w[2]) for w in b]} for k, b in enumerate(batches)]
         spec_dict = spec.to_dict()
         log.info("ray: %d batches, %d %s actor(s)", len(rows), actors, device)
+        ctx = ray.data.DataContext.get_current()
+        bars = ctx.enable_progress_bars  # Ray Data's bars only with -v; the caller's after
+        ctx.enable_progress_bars = logging.getLogger().isEnabledFor(logging.DEBUG)
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * int(cpus)))
         ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu,
                                          "limits": opts.limits}, num_cpus=0.5)
         ds = ds.map_batches(_Forward, batch_size=1, compute=ActorPoolStrategy(size=actors),
                             fn_constructor_args=(spec_dict, str(Path(cache_dir)), fp, device,
                                                  dtype, threads), **resources)
-        status = ds.take_all()
+        try:
+            status = ds.take_all()
+        except KeyboardInterrupt:
+            done = len(FeatureCache(cache_dir, fp).get_many(w[1] for b in batches for w in b))
+            raise Interrupted(done // max(1, len(batches[0]))) from None
+        finally:
+            ctx.enable_progress_bars = bars
     errors = {r["id"]: r["reason"] for r in status if r["reason"]}
     digests = {w[0]: w[1] for b in batches for w in b}
     done = [r["id"] for r in status if not r["reason"]]
