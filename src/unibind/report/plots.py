@@ -4,9 +4,9 @@
 reference's two plots), named after the method actually used: ``umap_by_*`` or ``pca_by_*`` (PCA
 when asked for, or when there are too few points for UMAP). A collection without labels is
 coloured by group (files sharing a stem) when groups pair items, else by top-level folder:
-``<method>_by_group.png`` / ``<method>_by_folder.png`` (``colour_key``). The 2-D coordinates are kept in
-``coords.safetensors`` with a digest of what they were computed from, so a second call on
-unchanged inputs skips UMAP (and its numba compile, ~20-40 s per process).
+``<method>_by_group.png`` / ``<method>_by_folder.png`` (``colour_key``). The 2-D coordinates
+are kept in ``coords.safetensors`` with a digest of what they were computed from, so a second
+call on unchanged inputs skips UMAP (and its numba compile, ~20-40 s per process).
 """
 
 from __future__ import annotations
