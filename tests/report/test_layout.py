@@ -61,7 +61,8 @@ def _report(tmp_path: Path) -> Path:
             Image.new("RGB", (400, 120) if i % 4 else (90, 300), (30 * i, 90, 160)).save(path)
             results.append({"rank": i + 1, "score": 0.9 - i / 20, "id": f"i{i}",
                             "modality": "image", "label": "x" * 30, "path": str(path)})
-    save_examples(run, [{"query": {"text": ["q"]}, "modality": ["image", "audio"],
+    save_examples(run, [{"query": {"audio": ["/a/rather/long/path/" + "x" * 120 + ".wav"]},
+                         "modality": ["image", "audio"],
                          "mode": "balanced", "results": results}] * 2)
     return Path(build_report(run)["report"])
 

@@ -22,9 +22,10 @@ from unibind.util.jsonio import read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 12px;
-color:#222}img{max-width:100%}table{border-collapse:collapse;margin:.5em 0}
+color:#222}img{max-width:100%}table{border-collapse:collapse;margin:.5em 0;display:block;
+max-width:100%;overflow-x:auto}td.l{overflow-wrap:anywhere}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
-td.l,th.l{text-align:left}caption{text-align:left}.wide{overflow-x:auto}
+td.l,th.l{text-align:left}caption{text-align:left}.wide{overflow-x:auto}h3{overflow-wrap:anywhere}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:8px}
 .ex{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .res{min-width:0;overflow:hidden;overflow-wrap:anywhere;border:1px solid #ddd;border-radius:6px;
