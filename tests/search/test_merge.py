@@ -116,7 +116,7 @@ def test_balanced_ranks_chosen_items_by_score_across_modalities():
 
 
 def test_noise_floor_withholds_targets_without_signal():
-    noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]],
+    noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]],  # 1000 pairs: floors to n=33
              "audio": [[0.5, 1.0, 2.0, 3.0], [0.0, 0.05, 0.1, 0.15]]}
     floors = noise_floors(noise, {"image": 10, "audio": 10, "text": 10}, factor=10)
     assert floors == pytest.approx({"image": 0.3, "audio": 0.1})  # log10(10 * 10) = 2
@@ -132,3 +132,9 @@ def test_noise_floor_withholds_targets_without_signal():
     # when every target is at the floor none is withheld
     _, low = apply_floor({"image": per["image"]}, {"image": 5.0})
     assert not low["image"].any()
+
+
+def test_no_floor_where_too_few_pairs_were_measured():
+    noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]]}  # 10^3 pairs measured
+    assert noise_floors(noise, {"image": 30}) != {}  # 3 * 30 = 90 <= 1000 / 10
+    assert noise_floors(noise, {"image": 40}) == {}  # 120 > 100: the quantile is a guess

@@ -66,16 +66,28 @@ def score_stats(embs: dict[str, np.ndarray], max_n: int = 2000, seed: int = 0
     return by_target, by_pair
 
 
-NOISE_MIN_PAIRS = 1000  # fewer unrelated pairs than this: every other pair counts as unrelated
+NOISE_MIN_PAIRS = 20  # fewer unrelated pairs than this: every other pair counts as unrelated
+
+
+def relation_keys(items: Any) -> np.ndarray:
+    """What makes two items related, per item: its label; in a collection without labels its
+    group (files sharing a stem), else its id (only an item with itself)."""
+    labels = items["label"].astype(str).str.strip()
+    if (labels != "").any():
+        return labels.to_numpy()
+    if "group" in items and (items["group"].astype(str) != "").any():
+        groups = items["group"].astype(str)
+        return np.where(groups != "", groups, items["id"].astype(str)).astype(str)
+    return items["id"].astype(str).to_numpy()
 
 
 def noise_quantiles(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                     max_n: int = 2000, seed: int = 0) -> dict[str, dict[str, list[list[float]]]]:
-    """Upper quantiles of unrelated pairs' scores (different labels) per query->target pair:
-    ``{q: {t: [x, score]}}`` with ``x = -log10(1 - p)`` from 0.5 to the largest the sample
-    supports (its maximum); ``merge.noise_floors`` reads the floor for a pool of n items
-    there. With too few pairs of different labels (an unlabelled collection) every pair but an
-    item with itself counts."""
+    """Upper quantiles of unrelated pairs' scores (different ``labels``: see
+    ``relation_keys``) per query->target pair: ``{q: {t: [x, score]}}`` with
+    ``x = -log10(1 - p)`` from 0.5 to the largest the sample supports (its maximum);
+    ``merge.noise_floors`` reads the floor for a pool of n items there. With too few pairs of
+    different keys every pair but an item with itself counts."""
     rng = np.random.default_rng(seed)
     picks = {m: _sample(len(e), max_n, rng) for m, e in embs.items()}
     out: dict[str, dict[str, list[list[float]]]] = {q: {} for q in embs}
@@ -141,8 +153,9 @@ def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str
     centers = modality_centers(train_e)
     calib, calib_pairs = score_stats(train_e)
     calib_c, calib_pairs_c = score_stats(apply_centers(train_e, centers))
-    noise = noise_quantiles(train_e, train.labels)
-    noise_c = noise_quantiles(apply_centers(train_e, centers), train.labels)
+    keys = {m: relation_keys(train.table(m)) for m in train_e}
+    noise = noise_quantiles(train_e, keys)
+    noise_c = noise_quantiles(apply_centers(train_e, centers), keys)
     search: dict[str, Any] = {"center": False, "mode": "balanced", "rule": "no validation data"}
     if (split == "val").any():
         val = embed_items(heads, features, split == "val", 2000, seed=0)

@@ -24,6 +24,7 @@ scores of unrelated pairs per query->target modality (``run.json`` ``noise_pairs
 data). Among n unrelated items the best scores about the ``1 - 1/n`` quantile; a target whose
 best score stays below the ``1 - 1/(FLOOR_FACTOR * n)`` quantile (what the best of
 ``FLOOR_FACTOR * n`` unrelated items reaches) carries no signal for the query and gets no slots.
+A floor is placed only where the run measured ten times as many unrelated pairs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from unibind.errors import UsageError, unknown
 
 MODES = ("none", "balanced", "calibrated", "centered")
 FLOOR_FACTOR = 3  # floor: the best of 3 n unrelated items (benchmarks/mixed_floor.py)
+FLOOR_SUPPORT = 1.0  # the measured pairs must be 10x more than 3 n, else no floor
 
 
 def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -111,12 +113,15 @@ def noise_floors(noise: dict[str, list[list[float]]] | None, pool_sizes: dict[st
                  factor: float = FLOOR_FACTOR) -> dict[str, float]:
     """``{target: score}``: the score the best of ``factor * n`` unrelated items reaches, from
     ``noise[target] = [x, score]`` quantiles (``x = -log10(1 - p)``, as
-    ``eval.calibration.noise_quantiles`` records them); targets without them get none."""
+    ``eval.calibration.noise_quantiles`` records them); targets without them, or whose
+    quantiles rest on fewer than ``10 ** FLOOR_SUPPORT * factor * n`` pairs, get none."""
     out = {}
     for m, n in pool_sizes.items():
         if noise and m in noise and len(noise[m][0]):
             xs, scores = noise[m]
-            out[m] = float(np.interp(np.log10(max(factor * n, 1.0)), xs, scores))
+            x = np.log10(max(factor * n, 1.0))
+            if x <= xs[-1] - FLOOR_SUPPORT:  # else too few measured pairs to place it
+                out[m] = float(np.interp(x, xs, scores))
     return out
 
 
