@@ -5,9 +5,10 @@ excluded), k=10; the merge is the one ``Space`` uses:
 
 - ``interleave``: the quota interleave the balanced mode returned before (slots by pool share,
   round by round);
+- ``ranked(raw)``: the same items ranked by raw score;
 - ``ranked``: the same items ranked by calibrated score (``run.json`` ``calibration_pairs``);
 - ``ranked+floor``: and targets whose best score is at the noise floor get no slots (the best
-  of ``FLOOR_FACTOR * n`` unrelated items; ``(3n)``: of 3 n).
+  of ``FLOOR_FACTOR * n`` unrelated items; ``(10n)``: of 10 n).
 
 Two spaces: the run as trained, and the same run with the audio vectors replaced by random unit
 vectors (an audio encoder outside the shared space: what a run whose sounds have no text side
@@ -55,14 +56,15 @@ def measure(embs, labels, calib, noise, variant: str) -> dict:
     for q in mods:
         per = {t: topk_per_target(embs[q], embs[t], K, exclude_self=(t == q)) for t in mods}
         cal = calib[q]
-        floors = noise_floors(noise[q], pool, factor=3.0 if variant.endswith("(3n)") else
+        floors = noise_floors(noise[q], pool, factor=10.0 if variant.endswith("(10n)") else
                               FLOOR_FACTOR)
         chance = noise_floors(noise[q], pool, factor=1.0)  # the best unrelated item's level
         if variant.startswith("ranked+floor"):
             per, low = apply_floor(per, floors)
             withheld += sum(int(v.sum()) for v in low.values())
         lists += len(mods) * len(embs[q])
-        scores, names, rows = merge_topk(per, K, "balanced", cal, pool,
+        scores, names, rows = merge_topk(per, K, "balanced",
+                                         None if variant == "ranked(raw)" else cal, pool,
                                          rank_chosen=variant != "interleave")
         for i in range(len(embs[q])):
             n_q += 1
@@ -105,7 +107,8 @@ def main(run_path: Path) -> None:
                                           noise_quantiles(rand, train.labels))}
     for name, (e, c, noise) in scenes.items():
         rows = {v: measure(e, labels, c, noise, v)
-                for v in ("interleave", "ranked", "ranked+floor", "ranked+floor(3n)")}
+                for v in ("interleave", "ranked(raw)", "ranked", "ranked+floor",
+                          "ranked+floor(10n)")}
         cols = list(next(iter(rows.values())))
         print(f"\n{name}")
         print(f"{'variant':<17}" + "".join(f"{c_:>18}" for c_ in cols))
