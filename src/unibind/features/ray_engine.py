@@ -152,8 +152,12 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
         spec_dict = spec.to_dict()
         log.info("ray: %d batches, %d %s actor(s)", len(rows), actors, device)
         ctx = ray.data.DataContext.get_current()
-        bars = ctx.enable_progress_bars  # Ray Data's bars only with -v; the caller's after
-        ctx.enable_progress_bars = logging.getLogger().isEnabledFor(logging.DEBUG)
+        bars = ctx.enable_progress_bars  # Ray Data's bars and INFO lines only with -v
+        data_log = logging.getLogger("ray.data")
+        data_level = data_log.level
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            ctx.enable_progress_bars = False
+            data_log.setLevel(logging.ERROR)  # (incl. its "progress bars disabled" warning)
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * int(cpus)))
         ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu,
                                          "limits": opts.limits}, num_cpus=0.5)
@@ -165,8 +169,9 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
         except KeyboardInterrupt:
             done = len(FeatureCache(cache_dir, fp).get_many(w[1] for b in batches for w in b))
             raise Interrupted(done // max(1, len(batches[0]))) from None
-        finally:
+        finally:  # the caller's settings again
             ctx.enable_progress_bars = bars
+            data_log.setLevel(data_level)
     errors = {r["id"]: r["reason"] for r in status if r["reason"]}
     digests = {w[0]: w[1] for b in batches for w in b}
     done = [r["id"] for r in status if not r["reason"]]
