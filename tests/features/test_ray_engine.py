@@ -148,3 +148,19 @@ def test_extract_interrupted_says_how_many_batches_were_saved(tmp_path, monkeypa
     assert str(info.value) == f"interrupted; {info.value.batches} batches saved, re-run to resume"
     assert info.value.batches >= 2
     assert local_engine  # the local engine raised it
+
+
+def test_unreachable_address_fails_at_once():
+    import socket
+    import time
+
+    from unibind.features import ray_engine
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ray_engine.RayConnectionError, match=f"127.0.0.1:{port}"):
+        ray_engine.check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 5
+    ray_engine.check_reachable("auto")  # left to Ray

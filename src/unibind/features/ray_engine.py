@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,19 @@ def connection_message(address: str | None, exc: BaseException) -> str:
     return f"cannot connect to {where}: {reason}{hint}"
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A TCP connection to ``HOST:PORT`` (or ``ray://HOST:PORT``) first: Ray itself retries an
+    unreachable head for minutes, printing a warning every few seconds."""
+    if not address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayConnectionError(connection_message(address, exc)) from exc
+
+
 @contextlib.contextmanager
 def _cluster(address: str | None) -> Iterator[Any]:
     """Use the caller's Ray session, else join ``address`` (or start a local cluster) for the
@@ -107,6 +121,7 @@ def _cluster(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    check_reachable(address)
     try:
         if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
             ray.init(address=address, logging_level=logging.WARNING)
