@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo docs lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# A CPU torch first, unless the user pre-installed their own (e.g. a CUDA build).
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev,offline,serve,milvus,ray]"
+	$(PIP) install -e ".[dev,offline,serve,milvus,ray,docs]"
 	@# aisfx pins numpy==1.23/librosa==0.9.2, which do not resolve: its deps come from [offline].
 	$(PIP) install --no-deps "aisfx==0.1.2"
 	touch $@
@@ -20,6 +20,11 @@ install: $(VENV)/.installed
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# The documentation site, offline, into site/ (the CLI reference is regenerated first).
+docs: install
+	$(PY) -m unibind.cli.reference docs/reference/cli.md
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/unibind demo
@@ -31,4 +36,4 @@ bench: install
 	$(PY) benchmarks/extract.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info

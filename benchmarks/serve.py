@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/serve.py RUN --clients 32 --requests 1000
     .venv/bin/python benchmarks/serve.py --screenshot docs/serve.png   # also a page screenshot
     .venv/bin/python benchmarks/serve.py --threads 0,1   # torch default vs 1 thread, in turn
+    .venv/bin/python benchmarks/serve.py --flood         # text latency under an upload flood
 
 The server is a separate process (`unibind serve RUN`, as a user starts it); clients are threads
 here, each with its own keep-alive HTTP/1.1 connection. Without the demo run (`make demo`) a
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 WORDS = ["dog", "cat", "bird", "rain", "bell", "car", "train", "tree", "flower", "water", "music",
          "drum", "horse", "cow", "boat", "star", "moon", "fire", "snow", "house", "apple", "ghost"]
 
@@ -44,8 +46,7 @@ def demo_run() -> Path:
 
 
 def tiny_run() -> Path:
-    sys.path.insert(0, str(ROOT))
-    from tests.serve_support import build_tiny_run
+    from tests.fixtures.serve import build_tiny_run
 
     return build_tiny_run(Path(tempfile.mkdtemp(prefix="unibind-bench-serve-")))
 
@@ -56,12 +57,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, workers: int, threads: int,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep +
            os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-c", "from unibind.cli import main; main()", "serve", str(run),
            "--port", str(port), "--workers", str(workers), "--threads", str(threads),
-           "--log-level", "warning"]
+           "--log-level", "warning", *extra]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -175,6 +177,11 @@ def main() -> None:
     ap.add_argument("--threads", default="0",
                     help="server --threads settings to compare, e.g. 0,1 (0 = torch's default)")
     ap.add_argument("--screenshot", type=Path, help="also save a page screenshot here")
+    ap.add_argument("--flood", action="store_true",
+                    help="instead: text latency while clients flood uploads (see flood.py)")
+    ap.add_argument("--flood-clients", type=int, default=10)
+    ap.add_argument("--flood-seconds", type=float, default=60.0)
+    ap.add_argument("--media-workers", type=int, default=1, help="server --media-workers")
     args = ap.parse_args()
 
     run = args.run or demo_run()
@@ -184,6 +191,16 @@ def main() -> None:
         if not (run / "index" / "index.json").is_file():
             run, source = tiny_run(), "tiny-profile run on generated media (no demo run found)"
     settings = [int(x) for x in args.threads.split(",")]
+    if args.flood:
+        from benchmarks.serve_flood import flood
+
+        try:
+            for th in settings:  # one table per setting, in turn
+                flood(run, source, args, th, start_server, free_port)
+        finally:
+            if source.startswith("tiny"):
+                shutil.rmtree(run.parent, ignore_errors=True)
+        return
     try:
         results = [(th, *measure(run, args, th, args.screenshot if n == 0 else None))
                    for n, th in enumerate(settings)]

@@ -1,4 +1,4 @@
-"""Issue 10.9: library calls leave global state alone (plot backend, torch threads/RNG, env)."""
+"""Library calls leave global state alone (plot backend, torch threads/RNG, env)."""
 
 from __future__ import annotations
 

@@ -76,12 +76,18 @@ def vector_modality(tmp_path: Path) -> Iterator[Modality]:
     register_backend("toy-vector", ToyVectorEncoder)
     spec = register_modality(Modality(
         "vector", extensions=frozenset({".npy"}), color="#9467bd", marker="D",
-        default_encoder={"backend": "toy-vector", "source": str(model)}))
+        default_encoder={"backend": "toy-vector", "source": str(model)}, sniff=sniff_npy))
     try:
         yield spec
     finally:
         unregister_modality("vector")
         unregister_backend("toy-vector")
+
+
+def sniff_npy(path: Path) -> dict[str, float] | None:
+    """An uploaded file is a "vector" if it starts with numpy's magic bytes (no decode cost)."""
+    with open(path, "rb") as fh:
+        return {} if fh.read(6) == b"\x93NUMPY" else None
 
 
 def add_vectors(root: Path, per_label: int) -> None:
@@ -155,6 +161,7 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
     assert mixed["modality"] == ["text", "image", "audio", "vector"]
     with pytest.raises(UnknownName, match="smell"):
         space.search(smell="roses")
+    check_http(space, query, item["id"])
 
     plots = plot_run(tmp_path / "run", method="pca")
     assert Path(plots["by_modality"]).is_file() and plots["points"] == 36
@@ -162,11 +169,37 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
     assert "<th>vector</th>" in Path(page["report"]).read_text()
 
 
+def check_http(space: Any, query: Path, item_id: str) -> None:
+    """Over HTTP the fourth modality has its own upload field (from the registry's sniff hook),
+    is recognised by content in ``file``, and its results match ``Space.search``."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from unibind.serve.app import UPLOAD_FIELDS, create_app
+
+    assert UPLOAD_FIELDS == {"image": "image", "audio": "audio", "vector": "vector", "file": "any"}
+    client = TestClient(create_app(space), base_url="http://127.0.0.1")
+    want = space.search(vector=str(query), k=5, balance="none")
+    for field in ("vector", "file"):
+        r = client.post("/api/search", files={field: ("q.npy", query.read_bytes())},
+                        data={"k": "5", "balance": "none"})
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["query"] == {"vector": ["q.npy"]} and got["results"][0]["id"] == item_id
+        assert [x["id"] for x in got["results"]] == [x["id"] for x in want["results"]]
+    r = client.post("/api/search", files={"image": ("q.npy", query.read_bytes())})
+    assert r.status_code == 422 and "its content is vector" in r.json()["error"]
+    client.app.state.service.close()
+
+
 def test_unregistered_modality_is_gone(tmp_path: Path) -> None:
     """Teardown left the registry as it was: a manifest row of "vector" is refused again."""
     from unibind.data.manifest import ManifestError, write_manifest
 
     assert "vector" not in MODALITIES
+    from unibind.modalities import uploadable
+
+    assert uploadable() == ("image", "audio")  # the service's upload fields follow
     import pandas as pd
 
     (tmp_path / "a.npy").write_bytes(b"")

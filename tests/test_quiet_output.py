@@ -1,4 +1,4 @@
-"""Issue 10.10: at the default level the CLI shows unibind's own messages only, whole lines."""
+"""At the default level the CLI shows unibind's own messages only, whole lines."""
 
 from __future__ import annotations
 

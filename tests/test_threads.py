@@ -1,4 +1,4 @@
-"""Issue 10.6: one Space shared by 16 threads returns exactly what serial calls return."""
+"""One Space shared by 16 threads returns exactly what serial calls return."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ class DemoError(UnibindError, RuntimeError):
 
 
 def default_out() -> Path:
+    """The demo's default output folder: ``<cache>/demo``."""
     return cache_root() / "demo"
 
 

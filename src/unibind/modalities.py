@@ -39,6 +39,11 @@ class Modality:
     marker: str = "o"
     #: how the HTML report previews a result: "image" (thumbnail), "audio" (player) or "none"
     preview: str = "none"
+    #: content check of an uploaded query file (the service's upload field of this name):
+    #: ``sniff(path)`` -> None if the bytes are not this modality, else what decoding it costs,
+    #: read from the header (e.g. ``{"pixels": 1e6}``); raises for a header no real file has
+    sniff: Callable[[Path], Mapping[str, float] | None] | None = field(default=None,
+                                                                       compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -56,6 +61,23 @@ class Modality:
 
 
 _REGISTRY: dict[str, Modality] = {}
+
+
+def _sniff_image(path: Path) -> Mapping[str, float] | None:
+    from unibind.media.decode import sniff_image
+
+    return sniff_image(path)
+
+
+def _sniff_audio(path: Path) -> Mapping[str, float] | None:
+    from unibind.media.decode import sniff_audio
+
+    return sniff_audio(path)
+
+
+def uploadable() -> tuple[str, ...]:
+    """Modalities a query file can be uploaded as (those with a ``sniff`` hook), in order."""
+    return tuple(m.name for m in _REGISTRY.values() if m.sniff is not None and not m.inline)
 
 
 def register_modality(modality: Modality, replace: bool = False) -> Modality:
@@ -141,11 +163,11 @@ IMAGE = register_modality(Modality(
         ".tif", ".tiff", ".ico", ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".pcx", ".sgi",
         ".qoi", ".jp2", ".j2k"}),
     override_backend="hf-clip", known_dims={"openai/clip-vit-large-patch14": 768},
-    color="#ff7f0e", marker="s", preview="image"))
+    color="#ff7f0e", marker="s", preview="image", sniff=_sniff_image))
 AUDIO = register_modality(Modality(
     "audio", extensions=frozenset({  # what soundfile (libsndfile) reads
         ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
         ".au", ".snd", ".caf", ".w64", ".rf64"}),
     override_backend="hf-clap", known_dims={"laion/larger_clap_general": 512},
-    color="#2ca02c", marker="^", preview="audio"))
+    color="#2ca02c", marker="^", preview="audio", sniff=_sniff_audio))
 BUILTIN: tuple[str, ...] = ("text", "image", "audio")

@@ -1,4 +1,4 @@
-"""Issue 10.2: containment is judged on the path as written; symlinked data folders are inside."""
+"""Containment is judged on the path as written; symlinked data folders are inside."""
 
 from __future__ import annotations
 

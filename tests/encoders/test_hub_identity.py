@@ -1,4 +1,4 @@
-"""Issue 10.3: a hub id is pinned to its commit once, before download; the identity never drifts.
+"""A hub id is pinned to its commit once, before download; the identity never drifts.
 
 No network: ``tests/hub_stub.py`` stands in for the hub (``HF_ENDPOINT``) and the hub cache is a
 fresh folder ("not downloaded yet"); the search then runs offline on the downloaded snapshot."""

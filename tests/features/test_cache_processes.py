@@ -1,4 +1,4 @@
-"""Issue 10.4: one feature cache shared by processes; compaction never breaks another's reads."""
+"""One feature cache shared by processes; compaction never breaks another's reads."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ EXTRACTOR = textwrap.dedent("""
 
 
 def test_two_extractions_share_one_cache_while_one_compacts(tmp_path: Path):
-    """Issue 10.4 end to end: two real `extract` processes over overlapping manifests and one
+    """End to end: two real `extract` processes over overlapping manifests and one
     cache. The reader builds its shard map over 30 cached items, then the other process computes
     its items and compacts every shard (deleting the ones the reader's map points at) before the
     reader reads its hits. Both succeed and every item matches a clean extraction."""

@@ -1,4 +1,4 @@
-"""Issue 10.1: a decoder failure or an input over a limit is that item's error; the run goes on."""
+"""A decoder failure or an input over a limit is that item's error; the run goes on."""
 
 from __future__ import annotations
 

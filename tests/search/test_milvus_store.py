@@ -135,7 +135,8 @@ def test_the_service_works_the_same_on_a_store(tiny: dict[str, Path]):
 
     answers = []
     for index in (None, tiny["uri"]):
-        with TestClient(create_app(Space.load(tiny["run"], index))) as client:
+        with TestClient(create_app(Space.load(tiny["run"], index)),
+                        base_url="http://127.0.0.1") as client:  # a loopback Host
             found = client.post("/api/search", json={"text": "a dog barking", "k": 6})
             assert found.status_code == 200, found.text
             first = found.json()["results"][0]["id"]

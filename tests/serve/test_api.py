@@ -46,11 +46,14 @@ def service(run_path: Path) -> Service:
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> TestClient:
-    return TestClient(create_app(service))
+    return TestClient(create_app(service), base_url=LOCAL)
+
+
+LOCAL = "http://127.0.0.1"  # the service answers loopback Host names only
 
 
 def limited(run_path: Path, **caps) -> TestClient:
-    return TestClient(create_app(run_path, limits=ServeLimits(**caps)))
+    return TestClient(create_app(run_path, limits=ServeLimits(**caps)), base_url=LOCAL)
 
 
 def data(run_path: Path) -> Path:
@@ -95,7 +98,11 @@ def test_text_search_matches_cli_json(client: TestClient, run_path: Path):
                                        "--k", "5", "--modality", "audio,image",
                                        "--balance", "none", "--json"])
     assert cli.exit_code == 0, cli.output
-    assert got.json() == json.loads(cli.stdout.strip().splitlines()[-1])
+    want = json.loads(cli.stdout.strip().splitlines()[-1])
+    for r in want["results"]:  # the service names files relative to the data folder
+        if "path" in r:
+            r["path"] = Path(r["path"]).relative_to(data(run_path)).as_posix()
+    assert got.json() == want
 
 
 def test_search_options(client: TestClient, service: Service):
@@ -132,16 +139,16 @@ def test_content_is_sniffed_not_the_name(client: TestClient, run_path: Path):
     r = client.post("/api/search", files={"audio": ("x.wav", png, "audio/wav")})
     assert r.status_code == 422 and "content is image" in r.json()["error"]
     r = client.post("/api/search", files={"image": ("x.png", b"just some text\n" * 50)})
-    assert r.status_code == 422 and "neither an image nor a sound" in r.json()["error"]
+    assert r.status_code == 422 and "not a file this service can read" in r.json()["error"]
 
 
 @pytest.mark.parametrize("name,make,reason", [
     ("empty", lambda d: b"", "empty file"),
     ("truncated png", lambda d: (d / "dog" / "0.png").read_bytes()[:300], "corrupt image"),
     ("truncated wav header", lambda d: (d / "dog" / "0.wav").read_bytes()[:30],
-     "neither an image nor a sound"),
+     "not a file this service can read"),
     ("garbage after RIFF", lambda d: b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4,
-     "neither an image nor a sound"),
+     "not a file this service can read"),
 ])
 def test_corrupt_uploads_are_422(client: TestClient, run_path: Path, name, make, reason):
     r = client.post("/api/search", files={"file": ("q.bin", make(data(run_path)))})
@@ -189,14 +196,14 @@ def test_limits_name_themselves(run_path: Path, client: TestClient):
     assert r.status_code == 422 and r.json()["limit"] == "max_k"
     r = client.post("/api/search", json={"text": "x" * 2001})
     assert r.status_code == 413 and r.json()["limit"] == "max_text_chars"
-    small = limited(run_path, max_upload_mb=0.01)  # ~10 KB
+    small = limited(run_path, max_upload_mb=0.01, max_json_kb=8)  # ~10 KB, JSON 8 KB
     big = io.BytesIO()
     Image.new("RGB", (400, 400), (10, 200, 30)).save(big, format="BMP")  # ~480 KB
     r = small.post("/api/search", files={"image": ("big.bmp", big.getvalue())})
     assert r.status_code == 413 and r.json()["limit"] == "max_upload_mb"
     chunks = (b"x" * 4096 for _ in range(10))  # no Content-Length: counted while streaming
     r = small.post("/api/search", content=chunks, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and r.json()["limit"] == "max_upload_mb"
+    assert r.status_code == 413 and r.json()["limit"] == "max_json_kb"
     png = (data(run_path) / "dog" / "0.png").read_bytes()  # 48 x 40 = 1920 pixels
     r = limited(run_path, max_pixels=1000).post("/api/search", files={"image": ("q.png", png)})
     assert r.status_code == 413 and r.json()["limit"] == "max_pixels"
@@ -224,16 +231,17 @@ def test_items_and_media(client: TestClient, service: Service, run_path: Path):
     audio_id = table[table["modality"] == "audio"]["id"].iloc[0]
     text_id = table[table["modality"] == "text"]["id"].iloc[0]
     item = client.get(f"/api/items/{image_id}").json()
-    assert item["id"] == image_id and item["modality"] == "image" and Path(item["path"]).is_file()
+    assert item["id"] == image_id and item["modality"] == "image"
+    assert (data(run_path) / item["path"]).is_file()  # relative to the data folder
     assert "text" in client.get(f"/api/items/{text_id}").json()
     thumb = client.get(f"/api/items/{image_id}/media", params={"size": 24})
     assert thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) == 24
     original = client.get(f"/api/items/{image_id}/media", params={"size": 0})
-    assert original.content == Path(item["path"]).read_bytes()
+    assert original.content == (data(run_path) / item["path"]).read_bytes()
     r = client.get(f"/api/items/{image_id}/media", params={"size": 5000})
     assert r.status_code == 422 and r.json()["limit"] == "size"
-    path = Path(client.get(f"/api/items/{audio_id}").json()["path"])
+    path = data(run_path) / client.get(f"/api/items/{audio_id}").json()["path"]
     sound = client.get(f"/api/items/{audio_id}/media")
     assert sound.headers["content-type"] == "audio/wav" and sound.content == path.read_bytes()
     assert sound.headers["accept-ranges"] == "bytes"
@@ -279,7 +287,7 @@ def test_similar(client: TestClient, service: Service):
 
 
 def test_bearer_token(run_path: Path):
-    c = TestClient(create_app(run_path, token="s3cret"))
+    c = TestClient(create_app(run_path, token="s3cret"), base_url=LOCAL)
     assert c.get("/api/health").status_code == 200
     assert c.get("/").status_code == 200
     r = c.get("/api/info")
@@ -296,12 +304,16 @@ def test_timeout_is_504(run_path: Path, tmp_path: Path, monkeypatch: pytest.Monk
     svc = Service(Space.load(run_path), ServeLimits(timeout_s=0.2))
     monkeypatch.setattr(svc, "search", lambda *a: time.sleep(1))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    c = TestClient(create_app(svc))
+    c = TestClient(create_app(svc), base_url=LOCAL)
     r = c.post("/api/search", json={"text": "x"})
     assert r.status_code == 504 and r.json()["limit"] == "timeout_s"
     wav = (data(run_path) / "bell" / "0.wav").read_bytes()
     r = c.post("/api/search", files={"audio": ("q.wav", wav)})
-    assert r.status_code == 504 and list(tmp_path.iterdir()) == []  # the upload is gone
+    assert r.status_code == 504
+    deadline = time.monotonic() + 5  # the late job ends (its own 1 s), then its upload is gone
+    while list(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
     svc.close()
 
 
@@ -317,7 +329,9 @@ def test_page_and_static(client: TestClient):
 
 def test_concurrent_clients_get_sequential_answers(service: Service, run_path: Path):
     """32 threads against a real server: text, upload and similar queries at once; every
-    answer equals the one a lone client gets."""
+    answer equals the one a lone client gets (uploads retried on 503 as Retry-After says;
+    two upload workers keep the test short)."""
+    service = Service(service.space, ServeLimits(media_workers=2))
     wav = (data(run_path) / "dog" / "2.wav").read_bytes()
     png = (data(run_path) / "rain" / "0.png").read_bytes()
     table = service.space.index.items
@@ -331,8 +345,13 @@ def test_concurrent_clients_get_sequential_answers(service: Service, run_path: P
             r = c.post("/api/search", json={"text": value, "k": 5})
         elif kind == "similar":
             r = c.post(f"/api/items/{value}/similar", json={"k": 5})
-        else:
-            r = c.post("/api/search", files={kind: ("q", value)}, data={"k": "5"})
+        else:  # uploads queue in a small pool of their own: a full queue answers 503
+            for _ in range(400):
+                r = c.post("/api/search", files={kind: ("q", value)}, data={"k": "5"})
+                if r.status_code != 503:
+                    break
+                assert r.headers["retry-after"]
+                time.sleep(0.02)
         if r.status_code != 200:
             return r.status_code, r.text
         return 200, [(x["id"], x["score"]) for x in r.json()["results"]]
@@ -351,6 +370,7 @@ def test_concurrent_clients_get_sequential_answers(service: Service, run_path: P
         before = (text.forwards, text.requests)
         with ThreadPoolExecutor(32) as pool:
             got = list(pool.map(concurrent, jobs * 2))
+    service.close()
     assert all(code == 200 for code, _ in want), want
     assert [code for code, _ in got] == [200] * len(got)
     for (_, a), (_, b) in zip(want * 2, got):
@@ -369,18 +389,20 @@ def same_ranking(a: list, b: list, tol: float = 1e-5) -> None:
 
 
 def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import uvicorn
+    import unibind.serve.server as server
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(
-        host=host, port=port, app=app))
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
+        host=host, port=port, app=app, limits=limits))
     runner = CliRunner()
     r = runner.invoke(cli_app, ["serve", str(run_path), "--port", "8123"])
     assert r.exit_code == 0, r.output
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and "warning" not in r.output
     r = runner.invoke(cli_app, ["serve", str(run_path), "--host", "0.0.0.0"])
     assert r.exit_code == 0 and seen["host"] == "0.0.0.0"
-    assert "warning: binding 0.0.0.0" in r.output and "--token" in r.output
+    assert "warning: binding 0.0.0.0" in r.output and "--token-file" in r.output
+    r = runner.invoke(cli_app, ["serve", str(run_path), "--host", "127.0.0.2"])
+    assert r.exit_code == 0 and "warning" not in r.output  # all of 127/8 is loopback
     r = runner.invoke(cli_app, ["serve", str(run_path.parent / "nope")])
     assert r.exit_code == 2 and "error:" in r.output
     import torch
@@ -393,15 +415,41 @@ def test_cli_serve_warns_off_loopback(run_path: Path, monkeypatch: pytest.Monkey
         torch.set_num_threads(before)
 
 
-def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import uvicorn
+def test_token_from_file_or_environment(run_path: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch):
+    """The token never has to be on the command line (where the process list shows it)."""
+    import unibind.serve.server as server
 
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
+        app=app, limits=limits))
+    monkeypatch.delenv("UNIBIND_TOKEN", raising=False)
+    (tmp_path / "token").write_text("from-file\n")
+    runner = CliRunner()
+    for args, env, token in ((["--token-file", str(tmp_path / "token")], {}, "from-file"),
+                             ([], {"UNIBIND_TOKEN": "from-env"}, "from-env")):
+        r = runner.invoke(cli_app, ["serve", str(run_path), "--allowed-host", "box.lan", *args],
+                          env=env)
+        assert r.exit_code == 0, r.output
+        c = TestClient(seen["app"], base_url="http://box.lan")
+        assert c.get("/api/info").status_code == 401
+        assert c.get("/api/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert seen["limits"].allowed_hosts == ("box.lan",)
+        seen["app"].state.service.close()
+    (tmp_path / "empty").write_text("")
+    r = runner.invoke(cli_app, ["serve", str(run_path), "--token-file", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "is empty" in r.output
+    assert "--token " not in runner.invoke(cli_app, ["serve", "--help"]).output
+
+
+def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.MonkeyPatch):
     import unibind.demo as demo
+    import unibind.serve.server as server
 
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda **kw: {"out": str(run_path.parent)})
     monkeypatch.setattr(demo, "demo_text", lambda summary: "demo done")
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(
+    monkeypatch.setattr(server, "serve", lambda app, host, port, limits, **kw: seen.update(
         host=host, port=port, run=app.state.service.space.run.path))
     r = CliRunner().invoke(cli_app, ["demo", "--serve", "--port", "8765"])
     assert r.exit_code == 0, r.output
@@ -409,13 +457,13 @@ def test_demo_serve_serves_the_demo_run(run_path: Path, monkeypatch: pytest.Monk
 
 
 def test_app_closes_its_own_service_at_shutdown(run_path: Path, service: Service):
-    with TestClient(create_app(run_path)) as c:
+    with TestClient(create_app(run_path), base_url=LOCAL) as c:
         own = c.app.state.service
         assert c.get("/api/health").status_code == 200
-    assert own.pool._shutdown
-    with TestClient(create_app(service)):
+    assert own.pool.executor._shutdown
+    with TestClient(create_app(service), base_url=LOCAL):
         pass
-    assert not service.pool._shutdown  # a Service handed in stays the caller's
+    assert not service.pool.executor._shutdown  # a Service handed in stays the caller's
 
 
 def test_package_and_cli_module_import_no_web_stack():

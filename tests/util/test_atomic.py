@@ -1,4 +1,4 @@
-"""Issue 10.5: a folder swap killed at any step leaves the old or the new folder; nothing stale."""
+"""A folder swap killed at any step leaves the old or the new folder; nothing stale."""
 
 from __future__ import annotations
 

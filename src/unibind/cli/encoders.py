@@ -17,6 +17,7 @@ def list_profiles(as_json: bool = JSON_OPTION,
     """Show profiles, their encoders and (with --resolve) output dims."""
     from unibind.encoders import backend_class, load_encoder, resolve_profile
     from unibind.errors import UnibindError
+    from unibind.features.folder import VIEW_SEP
     from unibind.modalities import get_modality
 
     out = {}
@@ -30,16 +31,20 @@ def list_profiles(as_json: bool = JSON_OPTION,
         for m, spec in specs.items():
             enc = {"backend": spec.backend, "source": spec.source, "options": spec.options,
                    "dim": backend_class(spec.backend).config_dim(spec)
-                   or get_modality(m).known_dims.get(spec.source)}
+                   or get_modality(m.split(VIEW_SEP)[0]).known_dims.get(spec.source)}
             if resolve:
-                enc["dim"] = load_encoder(spec).dim
+                try:
+                    enc["dim"] = load_encoder(spec).dim
+                except UnibindError as exc:  # the hub unreachable, a folder missing
+                    enc["error"] = str(exc).splitlines()[0]
             entry["encoders"][m] = enc
         out[name] = entry
     lines = []
     for name, entry in out.items():
         lines.append(f"{name}: {entry['description']}")
         for m, enc in entry.get("encoders", {}).items():
-            lines.append(f"  {m:<6} {enc['backend']:<18} dim {enc['dim']}  {enc['source']}")
+            lines.append(f"  {m:<9} {enc['backend']:<18} dim {enc['dim']}  {enc['source']}"
+                         + (f"  ({enc['error']})" if "error" in enc else ""))
         if "error" in entry:
             lines.append(f"  unavailable: {entry['error']}")
     emit(out, as_json, "\n".join(lines))

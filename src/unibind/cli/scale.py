@@ -25,7 +25,7 @@ def plan(config: Path = typer.Option(None, "--config",
                                           help="Print the inputs used (JSON) and stop."),
          as_json: bool = JSON_OPTION) -> None:
     """Feature storage, extraction GPUs and wall time, Milvus index memory, nodes, replicas,
-    shards and the latency budget, from per-node figures (defaults: docs/SCALE.md)."""
+    shards and the latency budget, from per-node figures (defaults: docs/scaling.md)."""
     import json
 
     from unibind.scale.plan import compute_plan, format_plan, load_inputs, scale_items

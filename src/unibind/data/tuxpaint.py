@@ -44,6 +44,7 @@ class TuxpaintError(UnibindError, RuntimeError):
 
 
 def default_dir() -> Path:
+    """Where the stamps are unpacked: ``<cache>/data/tuxpaint``."""
     return cache_root() / "data" / "tuxpaint"
 
 

@@ -39,10 +39,12 @@ def register_backend(name: str, target: str | type, replace: bool = False) -> No
 
 
 def unregister_backend(name: str) -> None:
+    """Remove a registered encoder backend (no error when absent)."""
     BACKENDS.pop(name, None)
 
 
 def backend_class(name: str) -> type[Encoder]:
+    """The encoder class registered under ``name`` (imported on first use)."""
     if name not in BACKENDS:
         raise unknown("encoder backend", name, sorted(BACKENDS))
     target = BACKENDS[name]
@@ -58,11 +60,20 @@ def load_encoder(spec: EncoderSpec | dict[str, Any], device: torch.device | str 
     auto (cuda > mps > cpu), ``dtype`` to fp32."""
     import torch
 
+    from unibind.encoders.spec import EncoderLoadError
     from unibind.util.runtime import pick_device
 
     spec = EncoderSpec.from_dict(spec)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    return backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    try:
+        return backend_class(spec.backend)(spec, device=device, dtype=dtype)
+    except EncoderLoadError:
+        raise
+    except OSError as exc:  # hub unreachable, folder or files missing
+        raise EncoderLoadError(
+            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
+            "Without the Hugging Face hub, use --profile offline, or a local "
+            f"model folder (--{spec.modality}-encoder DIR).") from exc
 
 
 def __getattr__(name: str) -> Any:

@@ -82,12 +82,15 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def build_arch() -> torch.nn.Module:
+    """The aisfx embedding CNN, untrained (weights are loaded separately)."""
     from aisfx.models.cnn2d import EmbeddingNet
 
     return EmbeddingNet(ARCH["pool_type"], ARCH["ks"], ARCH["strd"], ARCH["hl1"])
 
 
 class AisfxAudioEncoder(Encoder):
+    """Sound effects -> 512-d aisfx embeddings (mean over log-mel blocks); the offline audio
+    encoder."""
     modality = "audio"
 
     def _load_model(self) -> torch.nn.Module:

@@ -62,6 +62,7 @@ def center_crop_resize(img: Image.Image, resize: int, crop: int) -> Image.Image:
 
 
 class EfficientNetLiteEncoder(Encoder):
+    """Images -> 1280-d EfficientNet-Lite0 ImageNet features; the offline image encoder."""
     modality = "image"
 
     def _load_model(self) -> torch.nn.Module:

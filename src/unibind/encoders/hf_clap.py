@@ -64,6 +64,7 @@ def log_mel(windows: np.ndarray | torch.Tensor, extractor: ClapFeatureExtractor,
 
 
 class HFClapAudioEncoder(ProjectedTower, Encoder):
+    """Sounds -> CLAP's projected audio embeddings (deterministic windows, mean of unit vectors)."""
     modality = "audio"
 
     def _load_model(self) -> torch.nn.Module:

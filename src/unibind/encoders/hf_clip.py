@@ -27,6 +27,7 @@ PREPROCESS = ("host", "device")
 
 
 class HFClipImageEncoder(ProjectedTower, Encoder):
+    """Images -> CLIP's projected image embeddings (``get_image_features``)."""
     modality = "image"
 
     def _load_model(self) -> torch.nn.Module:

@@ -46,6 +46,7 @@ class TextItems:
 
 
 class HFTextEncoder(TextItems, Encoder):
+    """Text -> a transformers encoder's pooled output (``pooler``, ``cls`` or ``mean``)."""
 
     def _load_model(self) -> torch.nn.Module:
         self.pooling = self.spec.options.get("pooling", "pooler")

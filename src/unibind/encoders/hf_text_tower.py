@@ -37,9 +37,11 @@ class _TextTower(TextItems, ProjectedTower, Encoder):
 
 
 class HFClipTextEncoder(_TextTower):
+    """Text -> CLIP's projected text embeddings (the text side of CLIP's joint space)."""
     model_cls = CLIPTextModelWithProjection
 
 
 class HFClapTextEncoder(_TextTower):
+    """Text -> CLAP's projected text embeddings (the text side of CLAP's joint space)."""
     model_cls = ClapTextModelWithProjection
     position_offset = 2

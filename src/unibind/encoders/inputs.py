@@ -40,6 +40,6 @@ def rgb_image(item: Any, limits: MediaLimits = DEFAULT_LIMITS,
             raise ItemError("<image>", "empty image (0 pixels)")
         return item.convert("RGB")
     try:
-        return load_image(item, limits.max_pixels, draft=draft)
+        return load_image(item, limits.max_pixels, draft=draft, max_side=limits.max_image_side)
     except MediaError as exc:
         raise ItemError(item, str(exc)) from exc

@@ -28,6 +28,7 @@ PREFERENCE = ("none", "centered", "calibrated", "balanced")
 
 
 def modality_centers(embs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The mean vector of each modality's embeddings."""
     return {m: e.mean(axis=0).astype(np.float32) for m, e in embs.items() if len(e)}
 
 
@@ -125,6 +126,7 @@ def compare_modes(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 
 def per_target_r(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int = 10
                  ) -> float:
+    """Cross-modal mean R@k when each target modality is searched on its own."""
     return cross_modal_mean(pair_metrics(embs, labels, ks=(k,)), f"R@{k}")
 
 

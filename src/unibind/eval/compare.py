@@ -40,6 +40,7 @@ def side_by_side(run: Run, metrics: dict[str, Any],
 
 
 def versus_markdown(versus: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing runs pair by pair on the same held-out split."""
     names = [r["name"] for r in versus["runs"]]
     lines = ["## Side by side (same held-out split)", "",
              "| pair | " + " | ".join(f"{n} mAP@10 / R@10" for n in names) + " |",

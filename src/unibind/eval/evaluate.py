@@ -159,4 +159,5 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
 
 
 def metrics_path(run_path: str | os.PathLike, split: str = "test") -> Path:
+    """Where ``evaluate`` writes a split's metrics: ``RUN/metrics.json`` for the test split."""
     return Path(run_path) / ("metrics.json" if split == "test" else f"metrics-{split}.json")

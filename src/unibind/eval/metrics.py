@@ -77,6 +77,7 @@ def pair_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 
 
 def cross_modal_mean(pairs: dict[str, dict[str, float]], key: str = f"mAP@{MAP_K}") -> float:
+    """Mean of ``key`` over the pairs whose query and target modalities differ."""
     vals = [v[key] for p, v in pairs.items() if p.split("->")[0] != p.split("->")[1]]
     return float(np.mean(vals)) if vals else 0.0
 

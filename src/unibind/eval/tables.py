@@ -33,6 +33,7 @@ def pairs_table(metrics: dict[str, Any]) -> Table:
 
 
 def zero_shot_table(metrics: dict[str, Any]) -> Table:
+    """The zero-shot accuracy table (one row per modality)."""
     return Table("Zero-shot classification", ["modality", "accuracy"],
                  [[m, a] for m, a in (metrics.get("zero_shot") or {}).items()])
 

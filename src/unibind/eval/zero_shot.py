@@ -22,6 +22,7 @@ NOTE = "nearest class prompt (label text through the text encoder and head)"
 
 
 def prompt_text(label: str) -> str:
+    """A label as a class prompt: underscores and hyphens become spaces."""
     return label.replace("_", " ").replace("-", " ").strip()
 
 

@@ -34,6 +34,7 @@ COMPACT_ABOVE = 256  # merge shards once a folder holds more than this many
 
 
 def text_digest(text: str) -> str:
+    """The content digest of an inline text item (its cache key part)."""
     return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
 
 

@@ -22,7 +22,6 @@ import torch
 
 from unibind.data.manifest import Manifest, read_manifest
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
-from unibind.encoders.base import EncoderLoadError
 from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
 from unibind.errors import Interrupted, UsageError
 from unibind.features import local_engine, work
@@ -84,13 +83,7 @@ class Options:
 
 
 def _load(spec: EncoderSpec, opts: Options):
-    try:
-        encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype)
-    except OSError as exc:
-        raise EncoderLoadError(
-            f"cannot load the {spec.modality} encoder {spec.source!r}: {exc}\n"
-            f"Without the Hugging Face hub, use --profile offline, or a local "
-            f"model folder (--{spec.modality}-encoder DIR).") from exc
+    encoder = load_encoder(spec, device=opts.device, dtype=opts.dtype)
     encoder.limits = opts.limits
     return encoder
 

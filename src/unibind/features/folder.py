@@ -175,6 +175,7 @@ def load_features(path: str | os.PathLike) -> Features:
 
 
 def read_errors(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The failed items recorded in a features folder's ``errors.jsonl``."""
     file = Path(path) / "errors.jsonl"
     if not file.is_file():
         return []

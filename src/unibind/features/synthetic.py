@@ -71,6 +71,7 @@ def _prototypes(spec: SyntheticSpec) -> np.ndarray:
 
 
 def class_names(spec: SyntheticSpec) -> list[str]:
+    """The synthetic classes' names: ``class000``, ``class001`` ..."""
     return [f"class{c:03d}" for c in range(spec.n_classes)]
 
 
@@ -119,6 +120,7 @@ def synthetic_meta(spec: SyntheticSpec) -> dict[str, Any]:
 
 
 def spec_from_meta(meta: dict[str, Any]) -> SyntheticSpec | None:
+    """The ``SyntheticSpec`` recorded in features metadata, or None for real features."""
     data = meta.get("synthetic")
     return None if not data else from_dict(SyntheticSpec, data)
 

@@ -91,6 +91,7 @@ def metric_table(metrics: dict[str, Any]) -> str:
 
 
 def shares_table(metrics: dict[str, Any]) -> str:
+    """The modality-shares table of a mixed search, as HTML."""
     if not metrics.get("mixed"):
         return "<p>(no mixed-search measurements)</p>"
     rec = metrics.get("search", {})
@@ -102,6 +103,7 @@ def shares_table(metrics: dict[str, Any]) -> str:
 
 
 def examples_html(examples: list[dict[str, Any]]) -> str:
+    """Example queries and their top results, as HTML cards with previews."""
     blocks = []
     for ex in examples:
         query = "; ".join(f"{m}: {', '.join(v)}" for m, v in ex.get("query", {}).items())
@@ -123,6 +125,7 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
 
 
 def dataset_html(run: Run) -> str:
+    """The dataset summary (items per modality and split), as HTML."""
     rows = []
     try:
         feats = run.load_features()
@@ -195,6 +198,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
 
 
 def save_examples(run_path: str | os.PathLike, examples: list[dict[str, Any]]) -> Path:
+    """Write the report's example queries to ``RUN/examples.json``; its path."""
     path = Path(run_path) / "examples.json"
     write_json_atomic(path, examples)
     return path

@@ -1,6 +1,6 @@
 """A capacity plan for a large collection, recomputed from measured per-node figures.
 
-    unibind scale plan                                # the 1B-item plan of docs/SCALE.md
+    unibind scale plan                                # the 1B-item plan of docs/scaling.md
     unibind scale plan --config measured.json --json  # your figures (any subset of DEFAULTS)
 
 Every figure is an input (``DEFAULTS`` documents each one and says where it comes from);
@@ -37,12 +37,13 @@ DEFAULTS: dict[str, Any] = {
     "feature_dims": {"image": 768, "text": 768, "audio": 512},
     "feature_bytes": 4,
     "embed_dim": 256,  # the run's shared space (TrainConfig.embed_dim)
-    # measured: bare fp16 forward on one H200, batch 32 (issue 11; ../shared/README.md)
+    # measured: bare fp16 forward on one NVIDIA H200 (16 cores), batch 32, before 2026-11-30;
+    # remeasure with benchmarks/extract.py --full --device cuda
     "gpu_items_per_s": {"image": 1477, "text": 5836, "audio": 2395},
-    # fraction of the bare forward the pipeline delivers. 1.0 = the issue-11 target reached;
+    # fraction of the bare forward the pipeline delivers. 1.0 = the bare-forward target reached;
     # measured today: image 0.09, text 0.14, audio 0.036 (unibind end-to-end on the H200)
     "pipeline_efficiency": {"image": 1.0, "text": 1.0, "audio": 1.0},
-    # measured: decode + preprocess items/s on one core (issue 11); text: tokenisation is
+    # measured: decode + preprocess items/s on one core (same H200 box); text: tokenisation is
     # assumed not to limit (null)
     "decode_items_per_core_s": {"image": 123, "text": None, "audio": 136},
     "cpu_cores_per_gpu": 16,  # the measured H200 box: 16 cores per GPU
@@ -184,7 +185,7 @@ def compute_plan(inp: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_plan(plan: dict[str, Any]) -> str:
-    """Markdown tables of a plan (what docs/SCALE.md shows)."""
+    """Markdown tables of a plan (what docs/scaling.md shows)."""
     out = [f"Items: {plan['items']:,}", "",
            "| modality | items | feature storage GB | items/s per GPU | bound | GPU-hours |",
            "|---|---:|---:|---:|---|---:|"]

@@ -32,6 +32,7 @@ class IndexMismatch(SpaceIndexError):
 
 
 def default_index_path(run_path: str | os.PathLike) -> Path:
+    """A run's default index folder: ``RUN/index``."""
     return Path(run_path) / "index"
 
 
@@ -118,6 +119,7 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
 
 
 def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:
+    """The index summary ``index`` and ``index add`` print: path, count, centring, parts."""
     return {"index": str(path), "count": len(index), "center": index.center,
             "parts": index.part_summary()}
 

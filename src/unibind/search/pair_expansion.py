@@ -20,6 +20,7 @@ from unibind.errors import UsageError
 
 
 class Searchable(Protocol):
+    """What pair expansion needs from an index: its item table and a per-modality search."""
     items: pd.DataFrame
 
     def search(self, q: np.ndarray, k: int, modalities: list[str] | None = None

@@ -1,7 +1,8 @@
 """``unibind serve``: an HTTP API and a search page over one run (FastAPI + uvicorn).
 
     from unibind.serve import create_app
-    app = create_app("runs/demo")          # uvicorn.run(app, host="127.0.0.1", port=8000)
+    app = create_app("runs/demo")          # any ASGI server; `unibind serve` adds read timeouts
+                                           # and a connection cap (unibind.serve.server)
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The HTTP layer: ``create_app(run)`` -> a FastAPI app over one shared ``Space``.
 
-It only parses requests and calls ``Service`` (in a bounded pool, under a timeout); the page at
-``/`` is static files from ``serve/static``. OpenAPI docs at ``/docs``.
+It only parses requests and calls ``Service`` (in bounded pools, under a deadline); the page at
+``/`` is static files from ``serve/static``. OpenAPI docs at ``/docs``. ``serve.guard`` checks
+Host, Origin, content type and body size before any route runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import os
@@ -24,17 +24,25 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unibind.errors import UnibindError
+from unibind.modalities import uploadable
 from unibind.search.space import Space, parse_modalities
-from unibind.serve.limits import ServeError, ServeLimits, too_large
-from unibind.serve.media import DEFAULT_THUMB, audio_type
+from unibind.serve.guard import Guard
+from unibind.serve.limits import ServeError, ServeLimits, upload_fields
+from unibind.serve.media import DEFAULT_THUMB, audio_type, echo
+from unibind.serve.pools import Deadline, Pool
 from unibind.serve.service import Service
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "unibind_token"
-UPLOAD_FIELDS = {"image": "image", "audio": "audio", "file": "any"}
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UPLOAD_FIELDS":  # live: follows the modality registry
+        return upload_fields()
+    raise AttributeError(name)
 
 
 def _split(v: Any) -> Any:
@@ -71,33 +79,6 @@ class SearchRequest(SearchOptions):
         return [t for t in items if not isinstance(t, str) or t.strip()]
 
 
-class BodyLimit:
-    """Refuse request bodies over the upload cap: by Content-Length, else while streaming."""
-
-    def __init__(self, app: ASGIApp, limits: ServeLimits):
-        self.app, self.limits = app, limits
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        cap = self.limits.max_upload_bytes
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > cap:
-            err = too_large(self.limits)
-            return await JSONResponse(err.body(), status_code=413)(scope, receive, send)
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise too_large(self.limits)
-            return message
-
-        return await self.app(scope, counted, send)
-
-
 def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLike | None = None,
                *, limits: ServeLimits | None = None, token: str | None = None) -> FastAPI:
     """The service for ``run`` (a run folder, a loaded ``Space`` or a ``Service``)."""
@@ -119,11 +100,10 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
                   description="Search one embedding space of text, images and sound.")
     _mount_docs(app)
     app.state.service = service
-    app.add_middleware(BodyLimit, limits=limits)
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(StarletteHTTPException)  # one error shape for every refusal
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -153,18 +133,16 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
                 response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             return response
 
-    async def in_pool(fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
+    async def in_pool(pool: Pool, deadline: Deadline, fn: Any, *args: Any) -> Any:
         try:
-            return await asyncio.wait_for(loop.run_in_executor(service.pool, fn, *args),
-                                          timeout=limits.timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise ServeError(f"the request took longer than timeout_s={limits.timeout_s:g}",
-                             status=504, limit="timeout_s", value=limits.timeout_s) from exc
+            return await pool.run(deadline, fn, *args)
         except ServeError:
             raise
-        except (UnibindError, ValueError, KeyError, FileNotFoundError) as exc:  # bad values
-            raise ServeError(str(exc).strip("'\"")) from exc
+        except FileNotFoundError as exc:  # its text names a server path
+            raise ServeError("a file this request needs is missing on the server",
+                             status=404) from exc
+        except (UnibindError, ValueError, KeyError) as exc:  # bad values
+            raise ServeError(str(exc).strip("'\"")[:300]) from exc
 
     @app.get("/api/health", tags=["service"])
     async def health() -> dict[str, Any]:
@@ -179,23 +157,30 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
     @app.post("/api/search", tags=["search"], openapi_extra=_search_body())
     async def search(request: Request) -> dict[str, Any]:
         """JSON ``{"text", "k", "modality", "balance", "via_pairs"}``, or multipart with
-        ``image`` / ``audio`` / ``file`` uploads plus the same fields. The response has the
-        shape of ``unibind search --json``."""
+        uploads (a field per uploadable modality, e.g. ``image`` / ``audio``, or ``file``)
+        plus the same fields. The response has the shape of ``unibind search --json``.
+        Uploads run in their own small pool: when it is full the answer is 503 with
+        ``Retry-After``; text queries never wait behind them."""
+        deadline = Deadline(limits.timeout_s)
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            req, uploads, tmp = await _read_form(request)
-        else:
-            try:
-                data = json.loads(await request.body() or b"{}")
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ServeError(f"body is not JSON: {exc}") from exc
-            req, uploads, tmp = _validate(SearchRequest, data), [], None
+        if not ctype.startswith("multipart/form-data"):
+            req = _validate(SearchRequest, await _json(request))
+            _check_request(req, limits)
+            return await in_pool(service.pool, deadline, service.search, req.text, [], req.k,
+                                 req.modality, req.balance, req.via_pairs, None, deadline)
+        try:  # a full upload pool answers 503 before the body is parsed
+            service.media.admit()
+        except ServeError:
+            async for _ in request.stream():  # read (capped by the guard), so the client
+                pass                           # that sends it all first still gets the 503
+            raise
+        req, files, form = await _read_form(request)
         try:
             _check_request(req, limits)
-            return await in_pool(service.search, req.text, uploads, req.k, req.modality,
-                                 req.balance, req.via_pairs, tmp)
-        finally:  # also after a timeout: a late job then fails on its missing files, unseen
-            _remove(tmp)
+            pool = service.media if files else service.pool
+            return await in_pool(pool, deadline, _search_files, service, req, files, deadline)
+        finally:  # after a timeout too: a late job then fails on its closed files, unseen
+            await form.close()
 
     @app.get("/api/items/{item_id:path}/media", tags=["items"])
     async def media(item_id: str, size: int = DEFAULT_THUMB) -> Response:
@@ -203,7 +188,8 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
         original file), sounds as they are, with their content type and HTTP Range."""
         path, preview = service.table.file(item_id)
         if preview == "image" and size != 0:
-            data = await in_pool(service.thumbs.get, item_id, path, size)
+            data = await in_pool(service.files, Deadline(limits.timeout_s), service.thumbs.get,
+                                 item_id, path, size)
             return Response(data, media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=3600"})
         mtype = audio_type(path) if preview == "audio" else None
@@ -212,15 +198,10 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
     @app.post("/api/items/{item_id:path}/similar", tags=["search"])
     async def similar(item_id: str, request: Request) -> dict[str, Any]:
         """Search by an indexed item (its stored vector is the query; it is left out)."""
-        body = await request.body()
-        try:
-            data = json.loads(body) if body else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ServeError(f"body is not JSON: {exc}") from exc
-        req = _validate(SearchOptions, data)
+        req = _validate(SearchOptions, await _json(request))
         _check_request(req, limits)
-        return await in_pool(service.similar, item_id, req.k, req.modality, req.balance,
-                             req.via_pairs)
+        return await in_pool(service.pool, Deadline(limits.timeout_s), service.similar,
+                             item_id, req.k, req.modality, req.balance, req.via_pairs)
 
     @app.get("/api/items/{item_id:path}", tags=["items"])
     async def item(item_id: str) -> dict[str, Any]:
@@ -232,6 +213,7 @@ def create_app(run: str | os.PathLike | Space | Service, index: str | os.PathLik
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, limits=limits)  # added last: runs first
     return app
 
 
@@ -258,12 +240,40 @@ def _mount_docs(app: FastAPI) -> None:
                                    "swagger-ui.css", swagger_favicon_url="/docs-assets/"
                                    "favicon-32x32.png")
 
-    if swagger_ui_path is not None:
-        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs")
+    if swagger_ui_path is not None:  # only the files /docs loads, nothing else of the package
+        folder = Path(swagger_ui_path)
+
+        @app.get("/docs-assets/{name}", include_in_schema=False)
+        async def docs_asset(name: str) -> FileResponse:
+            if name not in DOCS_ASSETS or not (folder / name).is_file():
+                raise ServeError("Not Found", status=404)
+            return FileResponse(folder / name, headers={"Cache-Control": "max-age=86400"})
 
 
 def _same(given: str, token: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+async def _json(request: Request) -> Any:
+    """The request body as JSON (an empty body is ``{}``); every malformed body is a 422 naming
+    what is wrong: bad syntax, too deep, a number too long, a lone surrogate."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates fail here
+    except RecursionError:
+        raise ServeError("body is not usable JSON: nested too deeply") from None
+    except UnicodeError:
+        raise ServeError("body is not usable JSON: invalid UTF-8 or a lone surrogate "
+                         "(\\ud800-\\udfff)") from None
+    except json.JSONDecodeError as exc:
+        raise ServeError(f"body is not JSON: {exc.msg} at line {exc.lineno} column "
+                         f"{exc.colno}") from None
+    except ValueError:  # e.g. an integer of thousands of digits
+        raise ServeError("body is not usable JSON: a number is too long") from None
+    return data
 
 
 def _validate(model: type[BaseModel], data: Any) -> Any:
@@ -273,8 +283,8 @@ def _validate(model: type[BaseModel], data: Any) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ServeError(f"{where}: {first['msg']}") from exc
+        where = ".".join(str(p) for p in first["loc"])[:80] or "body"
+        raise ServeError(f"{where}: {first['msg'][:200]}") from None
 
 
 def _check_request(req: Any, limits: ServeLimits) -> None:
@@ -289,39 +299,57 @@ def _check_request(req: Any, limits: ServeLimits) -> None:
     try:
         req.modality = parse_modalities(req.modality)
     except ValueError as exc:
-        raise ServeError(str(exc)) from exc
+        raise ServeError(str(exc)[:300]) from None
 
 
-async def _read_form(request: Request) -> tuple[SearchRequest, list, Path]:
-    """Multipart -> request, uploads saved under a fresh temporary folder (names are ours)."""
-    form = await request.form(max_files=8, max_fields=32)
-    tmp = Path(tempfile.mkdtemp(prefix="unibind-serve-"))
+async def _read_form(request: Request) -> tuple[SearchRequest, list, Any]:
+    """Multipart -> (request, [(declared modality, file object, shown name, field)], form);
+    the files stay in the form's spooled buffers until a worker saves them."""
     try:
-        uploads, fields = [], {}
-        for n, (key, value) in enumerate(form.multi_items()):
+        form = await request.form(max_files=8, max_fields=32)
+    except AssertionError:  # starlette's own check of a malformed part
+        raise ServeError("malformed multipart body", status=400) from None
+    fields_of = upload_fields()
+    try:
+        files, fields = [], {}
+        for key, value in form.multi_items():
             if isinstance(value, UploadFile):
-                if key not in UPLOAD_FIELDS:
-                    raise ServeError(f"unknown file field {key!r}; use image, audio or file")
-                target = tmp / f"upload-{n}"
-                with open(target, "wb") as fh:
-                    while chunk := await value.read(1 << 20):
-                        fh.write(chunk)
-                if target.stat().st_size == 0:
-                    raise ServeError(f"{key}: empty file")
+                if key not in fields_of:
+                    raise ServeError(f"unknown file field {echo(key)}; use "
+                                     f"{', '.join(fields_of)}")
                 shown = Path(value.filename or key).name[:120] or key
-                uploads.append((UPLOAD_FIELDS[key], target, shown))
+                files.append((fields_of[key], value.file, shown, key))
             elif key in ("text", "modality"):
                 fields.setdefault(key, []).append(value)
             else:
                 fields[key] = value
         if "modality" in fields:
             fields["modality"] = ",".join(fields["modality"])
-        return _validate(SearchRequest, fields), uploads, tmp
+        return _validate(SearchRequest, fields), files, form
     except BaseException:
-        _remove(tmp)
-        raise
-    finally:
         await form.close()
+        raise
+
+
+def _search_files(service: Service, req: SearchRequest, files: list,
+                  deadline: Deadline) -> dict[str, Any]:
+    """In a worker: save the uploads under a fresh temporary folder (names are ours), search,
+    delete the folder whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix="unibind-serve-"))
+    try:
+        uploads = []
+        for n, (declared, fh, shown, key) in enumerate(files):
+            target = tmp / f"upload-{n}"
+            fh.seek(0)
+            with open(target, "wb") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
+            if target.stat().st_size == 0:
+                raise ServeError(f"{key}: empty file")
+            uploads.append((declared, target, shown))
+        return service.search(req.text, uploads, req.k, req.modality, req.balance,
+                              req.via_pairs, tmp, deadline)
+    finally:
+        _remove(tmp)
 
 
 def _remove(tmp: Path | None) -> None:
@@ -333,9 +361,8 @@ def _search_body() -> dict[str, Any]:
     schema = SearchRequest.model_json_schema()
     files = {"type": "object", "properties": {
         **schema["properties"],
-        "image": {"type": "string", "format": "binary"},
-        "audio": {"type": "string", "format": "binary"},
+        **{m: {"type": "string", "format": "binary"} for m in uploadable()},
         "file": {"type": "string", "format": "binary",
-                 "description": "An image or a sound (told apart by content)."}}}
+                 "description": "Any uploadable file (told apart by content)."}}}
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": schema}, "multipart/form-data": {"schema": files}}}}

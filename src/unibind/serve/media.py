@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -24,19 +25,45 @@ AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
                ".aiff": "audio/aiff", ".aif": "audio/aiff", ".opus": "audio/ogg"}
 THUMB_SIZES = (16, 1024)
 DEFAULT_THUMB = 256
+ECHO = 80  # longest piece of a request echoed back in an answer
+
+
+def echo(value: str) -> str:
+    """``value`` as shown in an error: repr, cut to ``ECHO`` characters."""
+    return repr(value) if len(value) <= ECHO else repr(value[:ECHO]) + f"... ({len(value)} chars)"
+
+
+def data_root(items: pd.DataFrame) -> Path | None:
+    """The folder holding every item file (their common parent), or None without files."""
+    paths = [str(p) for p in items.get("path", pd.Series(dtype=str)).dropna()
+             if str(p) and os.path.isabs(str(p))]
+    if not paths:
+        return None
+    common = Path(os.path.commonpath(paths))
+    return common.parent if len(set(paths)) == 1 else common
+
+
+def public_path(path: str, root: Path | None) -> str:
+    """``path`` relative to the data folder (its file name if outside it)."""
+    if not path or not os.path.isabs(path):
+        return path
+    try:
+        return Path(path).relative_to(root).as_posix() if root else Path(path).name
+    except ValueError:
+        return Path(path).name
 
 
 class ItemTable:
     """id -> item row (and its file) over an index's item table."""
 
-    def __init__(self, items: pd.DataFrame):
-        self.items = items
+    def __init__(self, items: pd.DataFrame, root: Path | None = None):
+        self.items, self.root = items, root
         self.rows = {str(i): n for n, i in enumerate(items["id"])}
 
     def row(self, item_id: str) -> int:
         n = self.rows.get(item_id)
         if n is None:
-            raise ServeError(f"no item with id {item_id!r} in this run", status=404)
+            raise ServeError(f"no item with id {echo(item_id)} in this run", status=404)
         return n
 
     def describe(self, item_id: str) -> dict[str, Any]:
@@ -48,7 +75,7 @@ class ItemTable:
         if get_modality(str(item["modality"])).inline:
             out["text"] = str(item["text"])
         else:
-            out["path"] = str(item["path"])
+            out["path"] = public_path(str(item["path"]), self.root)
         return out
 
     def file(self, item_id: str) -> tuple[Path, str]:
@@ -57,11 +84,12 @@ class ItemTable:
         item = self.items.iloc[self.row(item_id)]
         modality = get_modality(str(item["modality"]))
         if modality.inline or not item["path"]:
-            raise ServeError(f"item {item_id!r} is a {item['modality']} item without a file",
-                             status=404)
+            raise ServeError(f"item {echo(item_id)} is a {item['modality']} item without a "
+                             "file", status=404)
         path = Path(str(item["path"]))
         if not path.is_file():
-            raise ServeError(f"item {item_id!r}: its file is missing on the server", status=404)
+            raise ServeError(f"item {echo(item_id)}: its file is missing on the server",
+                             status=404)
         return path, modality.preview
 
 
@@ -75,6 +103,7 @@ def _plain(value: Any) -> Any:
 
 
 def audio_type(path: Path) -> str:
+    """The content type served for a sound file (by extension)."""
     return AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
         or "application/octet-stream"
 
@@ -111,9 +140,9 @@ def make_thumbnail(path: Path, size: int) -> bytes:
     from unibind.media.decode import MediaError, load_image
 
     try:
-        image = load_image(path)
+        image = load_image(path, draft=(size, size), max_side=max(4 * size, 512))
     except MediaError as exc:
-        raise ServeError(f"{path.name}: {exc}", status=500) from exc
+        raise ServeError(f"this item's image cannot be shown: {exc}", status=500) from None
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)

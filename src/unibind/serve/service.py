@@ -1,6 +1,9 @@
 """The service's state over one shared ``Space``: searches, item look-ups, run info.
 
-Everything here is synchronous; the HTTP layer runs it in a bounded thread pool. Query encoders
+Everything here is synchronous; the HTTP layer runs it in bounded pools (``serve.pools``): text
+queries and look-ups in one, uploads (decoded and encoded) in another with a short queue, item
+thumbnails in a third. Answers name items by id and by paths relative to the data folder, never
+by a server path. Query encoders
 are loaded once at start (no lazy-load race); each modality's encoder runs one forward at a time,
 concurrent text queries sharing one forward (``serve.batching``); index searches run in parallel.
 A query is embedded and searched exactly as ``Space.search`` does it (the same vectors, the same
@@ -11,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,14 @@ import numpy as np
 
 from unibind.encoders.base import ItemError
 from unibind.errors import UnibindError
-from unibind.media.decode import MediaError
+from unibind.media.decode import MediaError, MediaLimits
 from unibind.modalities import MODALITIES, get_modality
 from unibind.search.merge import MODES
 from unibind.search.space import Space, combine_query
 from unibind.serve.batching import Batcher
-from unibind.serve.limits import ServeError, ServeLimits, check_upload
-from unibind.serve.media import ItemTable, Thumbnails
+from unibind.serve.limits import Budget, ServeError, ServeLimits, check_upload
+from unibind.serve.media import ItemTable, Thumbnails, data_root, public_path
+from unibind.serve.pools import Deadline, Pool
 from unibind.util.jsonio import read_json
 
 log = logging.getLogger(__name__)
@@ -41,10 +45,13 @@ class Service:
     def __init__(self, space: Space, limits: ServeLimits | None = None, warm: bool = True):
         self.space = space
         self.limits = limits or ServeLimits()
-        self.table = ItemTable(space.index.items)
+        self.root = data_root(space.index.items)
+        self.table = ItemTable(space.index.items, self.root)
         self.thumbs = Thumbnails()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
-                                       thread_name_prefix="unibind-serve")
+        lim = self.limits
+        self.pool = Pool("query", lim.workers, 8 * lim.workers)          # text, similar, items
+        self.media = Pool("upload", lim.media_workers, lim.media_queue)  # decode + encode files
+        self.files = Pool("thumbnail", 2, 512)                            # the run's own images
         self.embed = {m: Batcher(partial(space.embed, m),
                                  BATCH_INLINE if get_modality(m).inline else 1)
                       for m in space.run.modalities}
@@ -58,47 +65,69 @@ class Service:
         return cls(Space.load(run, index), limits)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.media, self.files):
+            pool.close()
 
     def warm(self) -> None:
         """Load every query encoder now, so that no request pays for (or races on) it."""
         for m in self.space.run.modalities:
             try:
-                self.space.encoder(m)
+                enc = self.space.encoder(m)
+                if not get_modality(m).inline and hasattr(enc, "limits"):  # query uploads
+                    enc.limits = MediaLimits(self.limits.max_pixels,
+                                             self.limits.max_audio_seconds,
+                                             self.limits.max_image_side)
                 self.encoders[m] = "ready"
             except (UnibindError, OSError, ValueError, ImportError, KeyError) as exc:
-                self.encoders[m] = f"unavailable: {exc}"
+                self.encoders[m] = f"unavailable: {_no_paths(str(exc))[:200]}"
                 log.warning("%s queries are unavailable: %s", m, exc)
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, text: list[str], uploads: list[tuple[str, Path, str]], k: int,
                modality: list[str] | None, balance: str | None, via_pairs: int,
-               tmp: Path | None = None) -> dict[str, Any]:
-        """A (possibly compositional) query; ``uploads`` are (declared kind, file, shown name).
+               tmp: Path | None = None, deadline: Deadline | None = None) -> dict[str, Any]:
+        """A (possibly compositional) query; ``uploads`` are (declared modality or ``any``,
+        file, shown name). Headers are checked against the limits and the request's budget
+        before anything is decoded; past ``deadline`` the work stops at the next step.
 
         ``tmp`` (the uploads' folder) is deleted when this returns, whatever happens."""
+        deadline = deadline or Deadline(self.limits.timeout_s)
         try:
-            files: dict[str, list[str]] = {"image": [], "audio": []}
-            shown: dict[str, list[str]] = {"image": [], "audio": []}
+            files: dict[str, list[str]] = {}
+            shown: dict[str, list[str]] = {}
+            budget = Budget(self.limits)
             for declared, path, name in uploads:
-                kind = check_upload(path, declared, self.limits, name)
-                files[kind].append(str(path))
-                shown[kind].append(name)
+                deadline.check()
+                kind = check_upload(path, declared, budget, name)
+                files.setdefault(kind, []).append(str(path))
+                shown.setdefault(kind, []).append(name)
             given = {m: v for m, v in (("text", text), *files.items()) if v}
             if not given:
-                raise ServeError("give at least one query: text, an image or a sound")
+                raise ServeError("give at least one query: text or an uploaded file")
             for m in given:
                 self._usable(m)
-            q = combine_query(self.embed[m](items) for m, items in given.items())
+            embedded = []
+            for m, items in given.items():
+                deadline.check()
+                embedded.append(self.embed[m](items))
+            deadline.check()
+            q = combine_query(embedded)
             hits = self.space.search_hits(q[None], k, modality, balance, list(given), via_pairs)
             query = {m: v for m, v in (("text", text), *shown.items()) if v}
-            return self.space.result(query, k, modality, hits.mode, hits.rows[0],
-                                     hits.scores[0], **hits.extra())
+            return self.public(self.space.result(query, k, modality, hits.mode, hits.rows[0],
+                                                 hits.scores[0], **hits.extra()))
         except (ItemError, MediaError) as exc:
-            raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from exc
+            raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from None
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def public(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A result with item paths relative to the data folder."""
+        for r in result["results"]:
+            if "path" in r:
+                r["path"] = public_path(r["path"], self.root)
+        return result
 
     def similar(self, item_id: str, k: int, modality: list[str] | None, balance: str | None,
                 via_pairs: int) -> dict[str, Any]:
@@ -108,8 +137,9 @@ class Service:
         q = self.item_vector(row, qm)
         hits = self.space.search_hits(q[None], k + 1, modality, balance, [qm], via_pairs)
         keep = hits.rows[0] != row
-        return self.space.result({"item": [item_id]}, k, modality, hits.mode,
-                                 hits.rows[0][keep][:k], hits.scores[0][keep][:k], **hits.extra())
+        return self.public(self.space.result({"item": [item_id]}, k, modality, hits.mode,
+                                             hits.rows[0][keep][:k], hits.scores[0][keep][:k],
+                                             **hits.extra()))
 
     def item_vector(self, row: int, modality: str) -> np.ndarray:
         """The item's stored vector, else (an index that keeps none) its raw input re-embedded."""
@@ -139,10 +169,14 @@ class Service:
         encoders = {}
         for m, enc in run.encoders.items():
             spec = enc.get("spec", {}) if isinstance(enc, dict) else {}
-            encoders[m] = {"backend": spec.get("backend"), "source": str(spec.get("source", "")),
+            source = str(spec.get("source", ""))
+            if os.path.isabs(source):  # a model folder on the server: its name only
+                source = Path(source).name
+            encoders[m] = {"backend": spec.get("backend"), "source": source,
                            "fingerprint": str(enc.get("fingerprint", ""))[:12],
                            "status": self.encoders.get(m, "not loaded")}
-        return {"run": str(run.path), "name": "/".join(Path(run.path).resolve().parts[-2:]),
+        name = "/".join(Path(run.path).resolve().parts[-2:])
+        return {"run": Path(run.path).name, "name": name,
                 "modalities": run.modalities, "embed_dim": run.embed_dim,
                 "items": {m: int(counts.get(m, 0)) for m in MODALITIES if m in counts},
                 "previews": {m: get_modality(m).preview for m in MODALITIES if m in counts},
@@ -150,3 +184,8 @@ class Service:
                 "encoders": encoders, "metrics": headline,
                 "balance": {"default": self.space.default_mode(), "modes": list(MODES)},
                 "limits": self.limits.as_dict()}
+
+
+def _no_paths(text: str) -> str:
+    """``text`` with absolute paths cut to their last part (answers never show server paths)."""
+    return re.sub(r"(?<![\w.:/])(/[^\s'\":,/]+)+/?", lambda m: Path(m.group(0)).name, text)

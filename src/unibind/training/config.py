@@ -107,6 +107,7 @@ def config_from_json(data: dict[str, Any], base: TrainConfig | None = None) -> T
 
 
 def load_train_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """A ``TrainConfig`` from a JSON file (e.g. ``tune``'s output), over ``base``."""
     return config_from_json(read_json(path), base)
 
 

@@ -57,6 +57,7 @@ def preset_base(preset_name: str) -> TrainConfig | None:
 def run_info(feats: Features, out: Path, preset_name: str, cfg: TrainConfig, seed: int,
              res: FitResult, stats: dict[str, Any], extra: dict[str, Any] | None = None
              ) -> dict[str, Any]:
+    """The ``run.json`` record of a fit: features, preset, config, split, curve, calibration."""
     fpath = None
     if feats.path is not None:
         fpath = os.path.relpath(Path(feats.path).resolve(), out.resolve().parent / out.name)

@@ -111,6 +111,7 @@ class FeatureStep:
 
 
 def make_heads(features: Features, cfg: TrainConfig) -> Heads:
+    """Fresh projection heads for the features' modalities and the config."""
     dims = {m: features.dims[m] for m in features.modalities}  # canonical order: same init
     hcfg = HeadsConfig(dims=dims, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
                        dropout=cfg.dropout, logit_scale_init=1.0 / cfg.temperature,
@@ -121,6 +122,7 @@ def make_heads(features: Features, cfg: TrainConfig) -> Heads:
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int):
+    """The learning-rate multiplier per step: constant, or cosine decay to zero."""
     if cfg.schedule == "constant":
         return lambda step: 1.0
     return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))

@@ -27,6 +27,7 @@ def pair_name(a: str, b: str) -> str:
 
 
 def modality_pairs(modalities: list[str]) -> list[tuple[str, str]]:
+    """Every unordered pair of the given modalities, in registry order."""
     ordered = [m for m in MODALITIES if m in modalities]
     return list(combinations(ordered, 2))
 

@@ -57,6 +57,7 @@ def balance_penalty(search: dict[str, Any]) -> float:
 
 
 def score_config(feats: Features, cfg: TrainConfig, seed: int = 0) -> dict[str, Any]:
+    """Fit one config and score it on validation data (mAP@10 with a mixed-search penalty)."""
     res = fit(feats, cfg, seed=seed)
     if res.best_val is None:
         raise UsageError("tuning needs a validation split (val_fraction > 0 or manifest 'val')")

@@ -54,10 +54,12 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Write a dataclass config as JSON, atomically."""
     write_json_atomic(path, to_dict(config))
 
 
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
+    """Read a dataclass config of type ``cls`` from JSON."""
     return from_dict(cls, read_json(path))
 
 
