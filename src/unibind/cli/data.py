@@ -46,8 +46,9 @@ def folder(src: Path = typer.Argument(..., help="Any folder tree of images, audi
 
     skipped: list[str] = []
     summary = manifest_summary(build_folder_manifest(src, out, labels=labels, skipped=skipped))
-    summary["skipped"] = len(skipped)
-    summary["skipped_files"] = skipped[:SHOW_SKIPPED]
+    if skipped:  # files of no known type, named (the first SHOW_SKIPPED)
+        summary["skipped"] = len(skipped)
+        summary["skipped_files"] = skipped[:SHOW_SKIPPED]
     emit(summary, as_json, key_values(summary))
 
 
