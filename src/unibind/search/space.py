@@ -279,8 +279,9 @@ class Space:
     def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
                k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
                via_pairs: int = 0, floor: bool = True, **inputs: Inputs) -> dict[str, Any]:
-        """``{"query", "mode", "noise_floor", "withheld", "results": [...]}`` for one (possibly
-        compositional) query; ``**inputs`` queries other registered modalities by name;
+        """``{"query", "mode", "results": [...]}`` (plus ``noise_floor``, the floor of each
+        searched target, and ``withheld``, ``{target: why}`` for targets given no slots, when
+        there are any) for one (possibly compositional) query; ``**inputs`` queries other registered modalities by name;
         ``floor=False`` keeps targets whose scores are at the noise floor."""
         given = _queries(text=text, image=image, audio=audio, **inputs)
         parse_modalities(modality)  # refuse unknown names before embedding anything
@@ -298,10 +299,14 @@ class Space:
                withheld: dict[str, str] | None = None) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
         HTTP service return); ``noise_floor`` and ``withheld`` come from ``search_hits``."""
-        return {"query": query, "k": k, "modality": parse_modalities(modality) or
-                self.index.modalities, "mode": mode,
-                "noise_floor": {m: round(v, 6) for m, v in (noise_floor or {}).items()},
-                "withheld": withheld or {}, "results": self.describe(rows, scores)}
+        out: dict[str, Any] = {"query": query, "k": k, "modality": parse_modalities(modality)
+                               or self.index.modalities, "mode": mode}
+        if noise_floor:  # only where a mixed search had a floor / left a target out
+            out["noise_floor"] = {m: round(v, 6) for m, v in noise_floor.items()}
+        if withheld:
+            out["withheld"] = withheld
+        out["results"] = self.describe(rows, scores)
+        return out
 
 
 @dataclass
