@@ -281,8 +281,9 @@ class Space:
                via_pairs: int = 0, floor: bool = True, **inputs: Inputs) -> dict[str, Any]:
         """``{"query", "mode", "results": [...]}`` (plus ``noise_floor``, the floor of each
         searched target, and ``withheld``, ``{target: why}`` for targets given no slots, when
-        there are any) for one (possibly compositional) query; ``**inputs`` queries other registered modalities by name;
-        ``floor=False`` keeps targets whose scores are at the noise floor."""
+        there are any) for one (possibly compositional) query; ``**inputs`` queries other
+        registered modalities by name; ``floor=False`` keeps targets whose scores are at the
+        noise floor."""
         given = _queries(text=text, image=image, audio=audio, **inputs)
         parse_modalities(modality)  # refuse unknown names before embedding anything
         if balance is not None and balance not in MODES:
