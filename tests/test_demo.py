@@ -23,9 +23,9 @@ def test_demo_on_a_folder(tmp_path: Path):
     metrics = summary["metrics"]
     assert len(metrics["pairs"]) == 9 and metrics["split"] == "test"
     assert summary["index"]["count"] == 54
-    assert len(summary["examples"]) == 4  # a sentence, a sound, a picture; the sentence via pairs
+    assert len(summary["examples"]) == 4  # a sentence, a picture, a sound; the sentence via pairs
     kinds = [next(iter(ex["query"])) for ex in summary["examples"]]
-    assert kinds == ["text", "audio", "image", "text"]
+    assert kinds == ["text", "image", "audio", "text"]
     assert summary["examples"][3]["mode"].endswith("+pairs")
     assert summary["examples"][3]["query"] == summary["examples"][0]["query"]
     for ex in summary["examples"]:

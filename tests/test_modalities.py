@@ -161,6 +161,18 @@ def test_fourth_modality_end_to_end(vector_modality: Modality, tmp_path: Path) -
     assert mixed["modality"] == ["text", "image", "audio", "vector"]
     with pytest.raises(UnknownName, match="smell"):
         space.search(smell="roses")
+    # the CLI takes the registered modality's options from the registry
+    from typer.testing import CliRunner
+
+    from unibind.cli import app
+
+    runner = CliRunner()
+    found = runner.invoke(app, ["search", str(tmp_path / "run"), "--vector", str(query), "-k",
+                                "3", "--modality", "vector", "--balance", "none", "--json"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout.strip().splitlines()[-1])["results"][0]["id"] == item["id"]
+    assert "--vector-encoder" in runner.invoke(app, ["extract", "--help"],
+                                               env={"COLUMNS": "200"}).output
     check_http(space, query, item["id"])
 
     plots = plot_run(tmp_path / "run", method="pca")
@@ -201,6 +213,12 @@ def test_unregistered_modality_is_gone(tmp_path: Path) -> None:
 
     assert uploadable() == ("image", "audio")  # the service's upload fields follow
     import pandas as pd
+    from typer.testing import CliRunner
+
+    from unibind.cli import app
+
+    assert "--vector" not in CliRunner().invoke(app, ["search", "--help"],
+                                                env={"COLUMNS": "200"}).output
 
     (tmp_path / "a.npy").write_bytes(b"")
     with pytest.raises(ManifestError, match="unknown modality"):

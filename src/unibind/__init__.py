@@ -15,12 +15,12 @@ from unibind.errors import UnibindError
 
 __version__ = "0.1.0"
 __all__ = ["extract", "train", "evaluate", "build_index", "Space", "load_features", "Run",
-           "UnibindError", "__version__"]
+           "encode", "UnibindError", "__version__"]
 
 _EXPORTS = {"extract": "unibind.features.extract", "train": "unibind.training.trainer",
             "evaluate": "unibind.eval.evaluate", "build_index": "unibind.search.index",
             "Space": "unibind.search.space", "load_features": "unibind.features.folder",
-            "Run": "unibind.run.folder"}
+            "Run": "unibind.run.folder", "encode": "unibind.run.folder"}
 
 _install_compat()
 

@@ -15,12 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unibind.errors import UnibindError
+from unibind.modalities import get_modality, ordered
 from unibind.util.runtime import cache_root
 
 log = logging.getLogger(__name__)
 
 DOG_QUERY = "a dog barking"
+DOG_STEM = "dog"  # the headline query's own stamp: dog.png, dog.ogg (and its caption)
 
 
 class DemoError(UnibindError, RuntimeError):
@@ -58,7 +62,8 @@ PAIR_ANCHORS = 5  # same-modality anchors for the pair-expanded example (unibind
 
 
 def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
-    """Three example queries from held-out items: a sentence, a sound and a picture."""
+    """Up to three example queries, one held-out item per modality (the sentence first), each
+    searching the other modalities."""
     from unibind.run.folder import Run
 
     run = Run.load(run_path)
@@ -74,15 +79,15 @@ def pick_queries(run_path: Path, tuxpaint: bool) -> list[dict[str, Any]]:
         return None if not len(rows) else rows.iloc[0]
 
     queries = []
-    text = first("text")
-    if tuxpaint or text is not None:
-        queries.append({"text": DOG_QUERY if tuxpaint else text["text"],
-                        "modality": [m for m in ("audio", "image") if m in mods] or None})
-    for m, targets in (("audio", ("image", "text")), ("image", ("audio", "text"))):
+    for m in ordered(mods):  # one held-out item of each modality, searching the others
         row = first(m)
-        if row is not None:
-            queries.append({m: str(root / row["path"]),
-                            "modality": [t for t in targets if t in mods] or None})
+        if get_modality(m).inline and (tuxpaint or row is not None):
+            query = DOG_QUERY if tuxpaint else row["text"]
+        elif row is None or get_modality(m).inline:
+            continue
+        else:
+            query = str(root / row["path"])
+        queries.append({m: query, "modality": [t for t in ordered(mods) if t != m] or None})
     return queries[:3]
 
 
@@ -138,9 +143,12 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
     queries = pick_queries(out / "run", tuxpaint=data is None)
     for q in queries:
         examples.append(space.search(k=k, **q))
-    if queries and "text" in queries[0]:  # the sentence again, reaching items via their pairs
+    if queries and get_modality(next(iter(queries[0]))).inline:  # the sentence again, via pairs
         examples.append(space.search(k=k, via_pairs=PAIR_ANCHORS, **queries[0]))
     save_examples(out / "run", examples)
+    own = (own_ranks(space, DOG_QUERY, DOG_STEM, [m for m in ("image", "audio")
+                                                  if m in space.run.modalities])
+           if data is None else {})
     stage("search")
     say("7/7 plot + report")
     plots = plot_run(out / "run", method=plot_method)
@@ -150,9 +158,28 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike | Non
     times["total"] = round(time.perf_counter() - t0, 2)
     return {"source": source, "out": str(out), "manifest": str(manifest), "profile": profile,
             "extract": extracted, "train": trained, "index": indexed,
-            "metrics": {k_: metrics[k_] for k_ in ("split", "n_items", "pairs", "cross_modal",
-                                                    "mixed", "search")},
-            "examples": examples, "plots": plots, "report": report["report"], "seconds": times}
+            "metrics": {k_: metrics.get(k_) for k_ in ("split", "n_items", "pairs", "cross_modal",
+                                                        "instance", "mixed", "search",
+                                                        "warnings")},
+            "examples": examples, "own_ranks": own, "plots": plots, "report": report["report"],
+            "seconds": times}
+
+
+def own_ranks(space: Any, query: str, stem: str, modalities: list[str]) -> dict[str, Any]:
+    """Rank of the query's own item (file stem ``stem``) per modality in a plain search of
+    that modality (no pair expansion, no balancing): what the space itself learned."""
+    q, _ = space.query_vector(text=query)
+    out: dict[str, Any] = {}
+    for m in modalities:
+        _, rows, _ = space.search_vectors(q, k=max(len(space.index), 1), modality=m,
+                                          balance="none")
+        results = space.describe(rows[0], np.zeros(rows.shape[1]))
+        rank = next((r["rank"] for r in results
+                     if Path(str(r.get("path", ""))).stem == stem), None)
+        path = next((r["path"] for r in results if Path(str(r.get("path", ""))).stem == stem),
+                    None)
+        out[m] = {"rank": rank, "of": len(results), "path": path}
+    return out
 
 
 def demo_text(summary: dict[str, Any]) -> str:
@@ -166,8 +193,20 @@ def demo_text(summary: dict[str, Any]) -> str:
     lines = [f"data: {summary['source']}", f"held-out ({m['split']}) items: "
              + ", ".join(f"{k} {v}" for k, v in m["n_items"].items()), "",
              pair_grid(m).text(),
-             f"cross-modal mean: R@1 {fmt(cm['R@1'])}  R@10 {fmt(cm['R@10'])}  "
-             f"mAP@10 {fmt(cm['mAP@10'])}"]
+             f"cross-modal mean ({len(cm.get('pairs_measured', []))} pairs): R@1 "
+             f"{fmt(cm['R@1'])}  R@10 {fmt(cm['R@10'])}  mAP@10 {fmt(cm['mAP@10'])}"]
+    if m.get("instance"):
+        ic = m["instance"]["cross_modal"]
+        lines += ["", pair_grid(m, "R@1", level="instance").text(),
+                  f"cross-modal mean ({len(ic.get('pairs_measured', []))} pairs): R@1 "
+                  f"{fmt(ic['R@1'])}  R@10 {fmt(ic['R@10'])}  MRR {fmt(ic['MRR'])}"]
+    for warning in m.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    own = summary.get("own_ranks") or {}
+    if own:
+        lines += ["", f"'{DOG_QUERY}', without pair expansion: " + ", ".join(
+            f"{Path(v['path']).name if v['path'] else m_} rank {fmt(v['rank'])} of {v['of']}"
+            for m_, v in own.items())]
     if m.get("mixed"):
         shares = shares_table(m)
         shares.title = shares.title.lower()

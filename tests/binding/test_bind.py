@@ -189,8 +189,8 @@ def test_train_init_never_below_bound(aligned: Path):
     from unibind.training.config import override, preset
     from unibind.training.trainer import train
 
-    cfg = override(preset("default"), epochs=4)
-    summary = train(aligned / "features", aligned / "init", config=cfg,
+    cfg = override(preset("class"), epochs=4)  # candidates: the class preset's --init
+    summary = train(aligned / "features", aligned / "init", preset_name="class", config=cfg,
                     init=aligned / "run-clap")
     table = summary["candidates"]
     assert summary["kept"] in table and table[summary["kept"]]["meets_floor"]
@@ -199,8 +199,35 @@ def test_train_init_never_below_bound(aligned: Path):
     assert run.info["made_by"] == "train --init" and run.views == {"text": "clap"}
     metrics = evaluate(aligned / "init")
     names = [r["name"] for r in metrics["versus"]["runs"]]
-    assert names == ["trained (--init) (this run)", "bound"]
+    assert names == ["trained (--init), class (this run)", "bound"]
     assert all(r["same_split"] for r in metrics["versus"]["runs"])
+
+
+def test_default_starts_from_the_bound_run(aligned: Path):
+    """The default preset binds the features itself, trains residual heads on the bound map
+    (every bound field honoured) and stores the bound run inside for evaluate's comparison."""
+    import dataclasses
+
+    from unibind.eval.evaluate import evaluate
+    from unibind.training.config import override, preset
+    from unibind.training.trainer import train
+
+    cfg = override(preset("default"), epochs=2, mix_shares=(0.5, 1.0), soup=2)
+    summary = train(aligned / "features", aligned / "auto", config=cfg)
+    run = Run.load(aligned / "auto")
+    init = run.info["init"]
+    assert run.info["made_by"] == "train" and init["run"] == "bound" and init["soup"] == 2
+    assert set(init["validation"]) == {"0", "0.5", "1"} and summary["share"] in (0.0, 0.5, 1.0)
+    assert Run.load(aligned / "auto" / "bound").info["made_by"] == "bind"
+    kinds = {m: k["kind"] for m, k in run.heads.cfg.kinds.items()}
+    assert kinds == {m: "residual" for m in run.modalities}  # aligned: every modality bound
+    metrics = evaluate(aligned / "auto")
+    assert [r["name"] for r in metrics["versus"]["runs"]] == ["trained (this run)", "bound"]
+    plain = train(aligned / "features", aligned / "plain",
+                  config=dataclasses.replace(cfg, bound_start=False))
+    assert "share" not in plain and "init" not in Run.load(aligned / "plain").info
+    none = train(aligned / "features", aligned / "none", config=cfg, init="none")
+    assert "share" not in none
 
 
 def test_index_add_and_search_on_a_clip_pivot_run(aligned: Path, tmp_path: Path):
@@ -252,3 +279,33 @@ def test_unlabelled_grouped_data_trains_with_instance_positives():
                                  {"text": [""] * 3, "image": [""] * 3},
                                  groups={"text": ["a", "b", "c"], "image": ["a", "b", "c"]})
     assert check_trainable(feats, preset("default")).positives == "instance"
+
+
+def test_run_encode_equals_space_embed(aligned: Path, tmp_path: Path):
+    """Run.encode needs no index and gives Space.embed's vectors (centred or not)."""
+    import unibind
+    from unibind.search.index import build_index
+    from unibind.search.space import Space
+
+    bind(aligned / "features", tmp_path / "run")
+    run = Run.load(tmp_path / "run")
+    assert run.reach == {m: ["text", "image", "audio"] for m in ("text", "image", "audio")}
+    texts = ["a dog barking", "rain falling on a roof", "a church bell ringing"]
+    images = sorted((aligned / "data").rglob("*.png"))[:3]
+    sounds = sorted((aligned / "data").rglob("*.wav"))[:2]
+    encoded = {"text": run.encode(texts, modality="text", batch_size=2),
+               "image": unibind.encode(tmp_path / "run", images, modality="image"),
+               "audio": run.encode(sounds, modality="audio", progress=True)}
+    assert not (tmp_path / "run" / "index").exists()
+    for center in (False, True):
+        build_index(tmp_path / "run", center=center)
+        space = Space.load(tmp_path / "run")
+        assert space.index.meta["reach"] == run.reach
+        for m, items in (("text", texts), ("image", images), ("audio", sounds)):
+            want = space.embed(m, items)
+            got = run.encode(items, modality=m, center=center)
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            if center == run.search_center:
+                np.testing.assert_allclose(encoded[m], want, atol=1e-5)
+    with pytest.raises(unibind.UnibindError, match="list"):
+        run.encode("a dog", modality="text")

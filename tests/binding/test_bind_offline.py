@@ -55,18 +55,31 @@ def test_coffee_ranks_a_cup_of_coffee_first(offline_features: Path):
     assert texts["text"][int(np.argmax(scores["chelsea"]))] != "a cup of coffee"
 
 
-def test_offline_audio_is_said_to_be_unavailable(offline_features: Path, tmp_path: Path):
+def test_offline_audio_gets_a_space_of_its_own(offline_features: Path, tmp_path: Path):
     from unibind.features.folder import Features, load_features
 
     feats = load_features(offline_features / "features")
     meta = {**feats.meta, "encoders": {**feats.meta["encoders"],
                                         "audio": {"spec": {"backend": "aisfx"}, "dim": 4}}}
     items = pd.concat([feats.items, pd.DataFrame([{
-        "id": "a0", "modality": "audio", "label": "", "group": "", "split": "", "path": "x.wav",
-        "text": "", "row": 0}])], ignore_index=True)
-    with_audio = Features(items=items, arrays={**feats.arrays, "audio": np.ones((1, 4),
-                                                                                np.float32)},
-                          meta=meta, path=None)
+        "id": f"a{i}", "modality": "audio", "label": "", "group": "", "split": "",
+        "path": f"{i}.wav", "text": "", "row": i} for i in range(2)])], ignore_index=True)
+    audio = np.array([[1, 0, 0, 0], [1, 1, 0, 0]], np.float32)
+    with_audio = Features(items=items, arrays={**feats.arrays, "audio": audio}, meta=meta,
+                          path=None)
     summary = bind(with_audio, tmp_path / "run")
-    assert "audio" not in summary["modalities"]
-    assert "zero-shot audio is not available" in summary["not_available"]["audio"]
+    assert summary["modalities"] == ["text", "image", "audio"]
+    assert summary["reach"] == {"text": ["text", "image"], "image": ["text", "image"],
+                                "audio": ["audio"]}
+    assert "no text side" in summary["unreachable"]["audio"]
+    run = Run.load(tmp_path / "run")
+    assert run.reach == summary["reach"] and run.info["reach"] == summary["reach"]
+    a = run.project("audio", audio)
+    t = run.project("text", feats.arrays["text"])
+    i = run.project("image", feats.arrays["image"])
+    np.testing.assert_allclose(a @ a.T, [[1, 2 ** -0.5], [2 ** -0.5, 1]], atol=1e-6)  # aisfx
+    assert np.abs(a @ t.T).max() == 0 and np.abs(a @ i.T).max() == 0  # zero cross terms
+    # the text block is the class-name space unchanged
+    base = Run.load(bind(offline_features / "features", tmp_path / "base")["run"])
+    np.testing.assert_allclose(t @ i.T, base.project("text", feats.arrays["text"])
+                               @ base.project("image", feats.arrays["image"]).T, atol=1e-6)

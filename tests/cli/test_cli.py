@@ -78,7 +78,7 @@ def test_unknown_names_list_the_allowed_values(synthetic_run: Path) -> None:
                                            "--device", "nope"]))
     assert "unknown device 'nope'" in line and "cpu" in line and "cuda" in line
     line = _error_line(runner.invoke(app, ["train", feats, "--out", out, "--preset", "nope"]))
-    assert line == "error: unknown preset 'nope'; choose from default, seed"
+    assert line == "error: unknown preset 'nope'; choose from class, default, seed"
     line = _error_line(runner.invoke(app, ["evaluate", run, "--split", "nope"]))
     assert line == "error: unknown split 'nope'; choose from train, val, test, all"
     line = _error_line(runner.invoke(app, ["index", run, "--factory", "Nope99"]))

@@ -89,3 +89,37 @@ def test_cli_train_and_evaluate_print_one_json(trained, tmp_path):
     assert metrics["split"] == "test" and "text->image" in metrics["pairs"]
     res = runner.invoke(app, ["evaluate", str(tmp_path / "nothing"), "--json"])
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_instance_level_and_query_counts(trained):
+    m = evaluate(trained / "run", write=False, compare_init=False)
+    inst = m["instance"]
+    assert m["relevance"] == "label" and inst["pairs"]["text->image"]["queries"] == 80
+    assert inst["pairs"]["text->text"]["queries"] == 0  # one caption per group: not measured
+    assert inst["pairs"]["text->text"]["R@1"] is None
+    assert len(inst["cross_modal"]["pairs_measured"]) == 6
+    assert 0 < inst["cross_modal"]["R@1"] <= m["cross_modal"]["R@1"]  # the thing is harder
+    assert m["warnings"] == []
+
+
+def test_small_data_warns_and_versus_compares_common_pairs(trained, tmp_path):
+    from unibind.eval.compare import side_by_side, versus_markdown
+    from unibind.run.folder import Run
+
+    m = evaluate(trained / "run", write=False, compare_init=False)
+    other = json.loads(json.dumps(m))
+    for p in ("text->audio", "audio->text"):
+        other["pairs"][p] = {k: None for k in other["pairs"][p]} | {"queries": 0}
+    versus = side_by_side(Run.load(trained / "run"), m, [(trained / "run", other)])
+    assert set(versus["compared_pairs"]) == set(versus["pairs"])
+    assert "text->audio" in versus["not_compared"] and len(versus["pairs"]) == 4
+    name = versus["runs"][0]["name"]
+    want = np.mean([m["pairs"][p]["mAP@10"] for p in versus["pairs"]])
+    assert versus["cross_modal"][name] == pytest.approx(want)  # the same 4 pairs on each side
+    assert "Not compared" in "\n".join(versus_markdown(versus))
+    f = generate(SyntheticSpec(n_classes=3, groups_per_class=8))
+    save_features(tmp_path / "feats", f.items, f.arrays, f.meta)
+    summary = train(tmp_path / "feats", tmp_path / "run", seed=0)
+    assert "unibind bind" in summary["note"]  # a handful of groups: said so
+    small = evaluate(tmp_path / "run", write=False)
+    assert small["warnings"] and "rest on fewer than 20 queries" in small["warnings"][0]

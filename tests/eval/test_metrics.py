@@ -158,3 +158,29 @@ def test_mixed_and_per_target_share_one_denominator(mode: str):
         assert r == pytest.approx(per[pair]["R@10"]) == pytest.approx(1.0), pair
         assert mixed["R@10_queries"][pair] == per[pair]["queries"], pair
     assert mixed["R@10_queries"]["text->image"] == 4
+
+
+def test_median_rank_matches_brute_force_and_unmeasured_pairs_are_none():
+    rng = np.random.default_rng(3)
+    q, g = _unit(rng, 29), _unit(rng, 41)
+    ql, gl = rng.integers(0, 4, len(q)), rng.integers(0, 4, len(g))
+    ranks = []
+    for i in range(len(q)):
+        order = sorted(range(len(g)), key=lambda j: (-float(q[i] @ g[j]), j))
+        rel = [gl[j] == ql[i] for j in order]
+        if any(rel):
+            ranks.append(rel.index(True) + 1)
+    got = retrieval_metrics(q, ql, g, gl)
+    assert got["medR"] == pytest.approx(float(np.median(ranks)))
+    none = retrieval_metrics(q, np.full(len(q), 7), g, gl)  # no query has a relevant item
+    assert none["queries"] == 0 and none["R@1"] is None and none["medR"] is None
+
+
+def test_cross_modal_mean_leaves_unmeasured_pairs_out():
+    from unibind.eval.metrics import cross_modal_mean
+
+    pairs = {"text->image": {"R@1": 0.5, "queries": 4}, "image->text": {"R@1": 0.75},
+             "text->audio": {"R@1": None, "queries": 0}, "text->text": {"R@1": 1.0}}
+    assert cross_modal_mean(pairs, "R@1") == pytest.approx(0.625)  # not (0.5 + 0.75 + 0) / 3
+    assert cross_modal_mean(pairs, "R@1", only=["text->image"]) == pytest.approx(0.5)
+    assert cross_modal_mean({"a->b": {"R@1": None}}, "R@1") is None

@@ -9,8 +9,8 @@ from unibind.util.tables import Table, fmt
 
 METRICS = {
     "n_items": {"text": 4, "image": 4},
-    "pairs": {f"{q}->{t}": {"R@10": 0.5 if q == t else 1.0} for q in ("text", "image")
-              for t in ("text", "image")},
+    "pairs": {f"{q}->{t}": {"R@10": 0.5 if q == t else 1.0, "queries": 4}
+              for q in ("text", "image") for t in ("text", "image")},
     "mixed": {"none": {"share@10": {"text": 0.75, "image": 0.25},
                        "pool_share": {"text": 0.5, "image": 0.5}, "R@10": 0.9}},
     "mixed_check": {"none": {"share_dev": 0.25}},
@@ -35,7 +35,15 @@ def test_one_table_three_renderings():
 def test_metric_tables():
     grid = pair_grid(METRICS)
     assert grid.columns == ["query \\ target", "text", "image"]
-    assert grid.rows == [["text", 0.5, 1.0], ["image", 1.0, 0.5]]
+    assert grid.rows == [["text", "0.500 (4)", "1.000 (4)"], ["image", "1.000 (4)", "0.500 (4)"]]
+    assert "(queries)" in grid.title  # every grid says what its counts are
+
+
+def test_not_measured_pairs_show_a_dash():
+    metrics = {**METRICS, "pairs": {**METRICS["pairs"],
+                                    "text->image": {"R@10": None, "queries": 0}}}
+    assert pair_grid(metrics).rows[0] == ["text", "0.500 (4)", None]
+    assert "-" in pair_grid(metrics).text().splitlines()[2]
     shares = shares_table(METRICS)
     assert shares.columns == ["mode", "share text", "share image",
                               "max dev (per query modality)", "cross-modal R@10"]

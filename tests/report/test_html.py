@@ -49,7 +49,7 @@ def test_report_has_every_section(tmp_path: Path):
     for needle in ("Dataset", "Training curve", "query \\ target", "share text", "The space (PCA)",
                    "a red square", "a red thing", "balanced"):
         assert needle in page, needle
-    assert ("<tr><th class=l>text</th><td>0.100</td><td>0.900</td><td>0.900</td></tr>"
+    assert ("<tr><th class=l>text</th><td>0.100 (4)</td><td>0.900 (4)</td><td>0.900 (4)</td></tr>"
             in page)  # a row of the 3x3 grid: R@10 of text -> text, image, audio
     pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(pngs) >= 4  # curve, two plots, one thumbnail

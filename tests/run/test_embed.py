@@ -40,6 +40,12 @@ def test_features_and_raw_arrays_give_the_same_vectors(run_and_feats):
     np.testing.assert_array_equal(emb.matrix(), np.concatenate(list(emb.vectors.values())))
 
 
+def test_a_trained_run_reaches_all_to_all(run_and_feats):
+    run, _ = run_and_feats
+    every = ["text", "image", "audio"]
+    assert run.info["reach"] == run.reach == {m: every for m in every}
+
+
 def test_split_mask_subsample_and_centre(run_and_feats):
     run, f = run_and_feats
     test = run.embed(f, split="test")

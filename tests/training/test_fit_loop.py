@@ -15,7 +15,15 @@ from unibind.encoders import load_encoder
 from unibind.errors import UnibindError
 from unibind.features.folder import load_features
 from unibind.features.synthetic import SyntheticSpec, generate
-from unibind.training.config import FIELD_PATHS, PATHS, ConfigError, TrainConfig, override, preset
+from unibind.training.config import (
+    BOUND_FIELDS,
+    FIELD_PATHS,
+    PATHS,
+    ConfigError,
+    TrainConfig,
+    override,
+    preset,
+)
 from unibind.training.finetune import Backbones, finetune, item_inputs, set_trainable
 from unibind.training.fit import fit
 from unibind.training.loop import FeatureStep, TrainingError, batch_bounds, fit_loop
@@ -32,10 +40,13 @@ CHANGES = {
     "schedule": "constant", "temperature": 0.5, "logit_scale_max": 5.0, "learn_scale": False,
     "patience": 1, "val_fraction": 0.1, "test_fraction": 0.4, "val_queries": 1,
     "finetune_layers": 1, "backbone_lr": 1e-2, "finetune_batch_size": 4,
+    "class_weight": 2.0, "select": "class", "bound_start": False, "mix_shares": (0.5,),
+    "soup": 2,
 }
 # settings in which a field can show its effect: early stopping needs a validation score that
 # stops improving (a learning rate too high for these sets)
-SHOWS_IN = {("patience", "heads"): {"lr": 0.03}, ("patience", "finetune"): {"lr": 0.1}}
+SHOWS_IN = {("patience", "heads"): {"lr": 0.03, "positives": "class", "select": "class"},
+            ("patience", "finetune"): {"lr": 0.1}}
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
@@ -99,6 +110,9 @@ def test_each_path_honours_or_refuses_each_field(name, path, request):
     data = request.getfixturevalue("synth" if path == "heads" else "media")
     outcome = heads_outcome if path == "heads" else finetune_outcome
     base, changed = configs(name, path)
+    if name in BOUND_FIELDS and path == "heads":
+        pytest.skip("read by train's bound start, not the fit loop: "
+                    "tests/binding/test_bind.py::test_default_starts_from_the_bound_run")
     if FIELD_PATHS.get(name, path) == path:
         assert outcome(data, changed) != outcome(data, base), name
     else:

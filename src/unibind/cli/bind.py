@@ -25,14 +25,16 @@ def bind(features: Path = typer.Argument(..., help="Features folder (from `unibi
          as_json: bool = JSON_OPTION) -> None:
     """Bind every modality into one space with NO training and no paired media.
 
-    aligned profile: CLAP's joint space (or CLIP's, --pivot clip); the other tower's modality
-    enters through a map fitted on text alone. offline profile: images enter MiniLM's text space
-    through ImageNet class names; zero-shot audio is not available there."""
+    The collection needs no text: the profile's text encoder is recorded for queries. aligned
+    profile: CLAP's joint space (or CLIP's, --pivot clip); the other tower's modality enters
+    through a map fitted on text alone. offline profile: images enter MiniLM's text space through
+    ImageNet class names; sounds get a space of their own (found by sound queries, not text)."""
     from unibind.binding.bind import bind as run_bind
 
     summary = run_bind(features, out, pivot=pivot, method=method, temperature=temperature,
                        generic_sentences=generic, split_seed=split_seed)
     lines = [f"bound run -> {summary['run']} ({summary['scheme']}, space: {summary['pivot']})"]
     lines += [f"  {m}: {how}" for m, how in summary["heads"].items()]
-    lines += [f"  {m}: NOT AVAILABLE: {why}" for m, why in summary["not_available"].items()]
+    lines += [f"  {m} queries reach: {', '.join(t)}" for m, t in summary["reach"].items()]
+    lines += [f"  {m}: not reachable by text: {why}" for m, why in summary["unreachable"].items()]
     emit(summary, as_json, "\n".join(lines))

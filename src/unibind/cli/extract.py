@@ -7,16 +7,15 @@ from pathlib import Path
 import typer
 
 from unibind.cli._app import JSON_OPTION, app, check_items, emit
+from unibind.cli.modality_options import encoder_options, with_modality_options
 from unibind.encoders.profiles import PROFILES
 
 
 @app.command("extract")
+@with_modality_options(encoder_options, after="profile")
 def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.jsonl)."),
             out: Path = typer.Option(..., "--out", help="Features folder to write."),
             profile: str = typer.Option("seed", help=f"Encoder profile: {', '.join(PROFILES)}."),
-            text_encoder: str = typer.Option(None, help="Hub id or folder for text (BERT)."),
-            image_encoder: str = typer.Option(None, help="Hub id or folder for images (CLIP)."),
-            audio_encoder: str = typer.Option(None, help="Hub id or folder for audio (CLAP)."),
             batch_size: str = typer.Option("auto", help="auto (largest that fits on cuda, else "
                                            "32) or a number."),
             device: str = typer.Option("auto", help="auto (cuda > mps > cpu), cpu, cuda:0 ..."),
@@ -36,14 +35,14 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
                 None, min=0.001, help="Longest audio file decoded (default 600 s)."),
             allow_outside_paths: bool = typer.Option(
                 False, help="Accept manifest paths outside its folder ('..', absolute)."),
-            as_json: bool = JSON_OPTION) -> None:
+            as_json: bool = JSON_OPTION, **encoders: str) -> None:
     """Embed every item of MANIFEST with the profile's encoders (cached) into a features folder.
 
     Exit status 1 when any item failed (the others are still written)."""
     from unibind.features.extract import extract as run_extract
     from unibind.media.decode import DEFAULT_LIMITS, MediaLimits
 
-    overrides = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
+    overrides = {name.removesuffix("_encoder"): v for name, v in encoders.items() if v}
     limits = MediaLimits(max_pixels or DEFAULT_LIMITS.max_pixels,
                          max_audio_seconds or DEFAULT_LIMITS.max_audio_seconds)
     summary = run_extract(manifest, out, profile=profile, overrides=overrides,

@@ -13,7 +13,10 @@ def _human(summary: dict) -> str:
     parts = ", ".join(f"{m} {p['count']} ({p['factory']}, {p['bytes_per_vector']:.0f} B/vector)"
                       for m, p in summary["parts"].items())
     extra = f"; added {summary['added']}" if "added" in summary else ""
-    return f"index -> {summary['index']}: {summary['count']} items: {parts}{extra}"
+    lines = [f"index -> {summary['index']}: {summary['count']} items: {parts}{extra}"]
+    lines += [f"  {m}: {n} item(s)" for m, n in summary.get("modalities", {}).items()]
+    lines += [f"  {m}: {why}" for m, why in summary.get("not_indexed", {}).items()]
+    return "\n".join(lines)
 
 
 @app.command("index")

@@ -1,4 +1,5 @@
-"""``unibind search RUN --text ... --image ... --audio ...``."""
+"""``unibind search RUN --text ... --image ... --audio ...`` (one ``--<name>`` per registered
+modality, from ``unibind.cli.modality_options``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ from pathlib import Path
 import typer
 
 from unibind.cli._app import JSON_OPTION, app, emit, fail
+from unibind.cli.modality_options import query_flags, query_options, with_modality_options
 
 
 @app.command("search")
+@with_modality_options(query_options)
 def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibind index`)."),
-           text: list[str] = typer.Option(None, "--text", help="Query text (repeatable)."),
-           image: list[Path] = typer.Option(None, "--image", help="Query image file."),
-           audio: list[Path] = typer.Option(None, "--audio", help="Query sound file."),
            k: int = typer.Option(10, "--k", "-k", min=1, help="Number of results."),
            modality: str = typer.Option(None, "--modality",
                                         help="Only these target modalities, e.g. audio,image."),
@@ -30,15 +30,15 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
            index: str = typer.Option(None, "--index", "--store",
                                      help="Index folder (default: RUN/index) or a Milvus store "
                                           "URI (milvus://PATH.db, http://HOST:19530)."),
-           as_json: bool = JSON_OPTION) -> None:
+           as_json: bool = JSON_OPTION, **queries: list) -> None:
     """Rank indexed items for a sentence, a picture, a sound, or several at once (their
     embeddings are summed and normalised: a compositional query)."""
     from unibind.search.space import Space, format_results
 
-    if not (text or image or audio):
-        fail("give at least one query: --text, --image or --audio")
+    given = {m: list(v) for m, v in queries.items() if v}
+    if not given:
+        fail(f"give at least one query: {query_flags()}")
     space = Space.load(run, index)
-    result = space.search(text=text or None, image=image or None, audio=audio or None, k=k,
-                          modality=modality, balance=balance, via_pairs=via_pairs,
-                          floor=not no_floor)
+    result = space.search(k=k, modality=modality, balance=balance, via_pairs=via_pairs,
+                          floor=not no_floor, **given)
     emit(result, as_json, format_results(result))

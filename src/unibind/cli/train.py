@@ -12,7 +12,9 @@ from unibind.cli._app import FEATURES_ARG, JSON_OPTION, app, emit, fail
 @app.command("train")
 def train(features: Path = FEATURES_ARG,
           out: Path = typer.Option(..., "--out", help="Run folder to write."),
-          preset: str = typer.Option("default", help="Recipe: seed (the reference) | default."),
+          preset: str = typer.Option("default", help="Recipe: default (finds the thing and its "
+                                     "category) | class (categories only) | seed (the "
+                                     "reference)."),
           config: Path = typer.Option(None, help="JSON config (e.g. from `unibind tune`)."),
           seed: int = typer.Option(0, help="Training seed (same seed on CPU: same weights)."),
           epochs: int = typer.Option(None, min=1, help="Override the preset's epochs."),
@@ -21,9 +23,9 @@ def train(features: Path = FEATURES_ARG,
           batch_size: int = typer.Option(None, min=2, help="Override the batch size (with "
                                          "--finetune: the fine-tuning batch size)."),
           positives: str = typer.Option(None, help="Override positives: instance | class."),
-          init: Path = typer.Option(None, "--init", help="Start from a bound run (`unibind "
-                                                          "bind`); keeps bound heads where "
-                                                          "they score better on validation."),
+          init: str = typer.Option("auto", "--init", help="auto: start from the bound run when "
+                                   "the preset does and the features can be bound; none: new "
+                                   "heads; or a bound run folder (`unibind bind`)."),
           finetune: bool = typer.Option(False, "--finetune",
                                         help="Train the encoders too, on raw inputs."),
           finetune_layers: int = typer.Option(None, min=0,
@@ -41,7 +43,7 @@ def train(features: Path = FEATURES_ARG,
     batch = {"finetune_batch_size" if finetune else "batch_size": batch_size}
     cfg = override(cfg, epochs=epochs, embed_dim=embed_dim, lr=lr, positives=positives,
                    finetune_layers=finetune_layers, **batch)
-    if finetune and init is not None:
+    if finetune and init not in ("auto", "none"):
         fail("--init and --finetune cannot be combined (yet)")
     if finetune:
         from unibind.training.finetune import finetune as run_finetune
@@ -54,6 +56,11 @@ def train(features: Path = FEATURES_ARG,
 
         summary = run_train(features, out, preset_name=preset, config=cfg, seed=seed,
                             threads=threads or 1, init=init)
-    kept = f"; --init kept {summary['kept']}" if "kept" in summary else ""
+    kept = f"; kept {summary['kept']}" if "kept" in summary else ""
+    score = summary.get("val_score")
+    both = f", val score {score:.3f}" if score is not None else ""
+    val = summary["val_mAP@10"]
+    val_text = f"{val:.3f}" if val is not None else "not measured"
+    note = f"\nnote: {summary['note']}" if summary.get("note") else ""
     emit(summary, as_json, f"run -> {summary['run']} (epochs {summary['epochs']}, best "
-                           f"{summary['best_epoch']}, val mAP@10 {summary['val_mAP@10']}{kept})")
+                           f"{summary['best_epoch']}, val mAP@10 {val_text}{both}{kept}){note}")

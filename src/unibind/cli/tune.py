@@ -18,11 +18,13 @@ def tune(features: Path = FEATURES_ARG,
          epochs: int = typer.Option(None, min=1, help="Epochs per trial (default: preset's)."),
          seed: int = typer.Option(0), timeout: float = typer.Option(None, help="Seconds."),
          as_json: bool = JSON_OPTION) -> None:
-    """Search lr, D, temperature, pair weights, positives and MSE weight on validation data."""
+    """Search lr, D, temperature, pair weights, positives and MSE weight on validation data
+    (the criterion the preset selects on; the bound start is not part of the search)."""
     from unibind.training.tune import tune as run_tune
 
     summary = run_tune(features, trials=trials, out=out, base=base, seed=seed, epochs=epochs,
                        timeout=timeout)
     best = summary["best"]
-    emit(summary, as_json, f"best objective {best['objective']:.4f} (val mAP@10 "
-                           f"{best['val_mAP@10']:.4f}) after {summary['trials']} trials -> {out}")
+    emit(summary, as_json, f"best objective {best['objective']:.4f} (val score "
+                           f"{best['val_score']:.4f}, val mAP@10 {best['val_mAP@10']:.4f}) after "
+                           f"{summary['trials']} trials -> {out}")

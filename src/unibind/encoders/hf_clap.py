@@ -28,6 +28,7 @@ from transformers.audio_utils import window_function
 from unibind.encoders.base import Encoder
 from unibind.encoders.inputs import audio_wave
 from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.errors import UsageError
 
 
 def window_starts(n_samples: int, window: int) -> list[int]:
@@ -76,7 +77,7 @@ class HFClapAudioEncoder(ProjectedTower, Encoder):
         self.window = int(self.extractor.nb_max_samples)
         self.preprocess = self.spec.options.get("preprocess", "host")
         if self.preprocess not in ("host", "device"):
-            raise ValueError(f"audio preprocess {self.preprocess!r} not in ('host', 'device')")
+            raise UsageError(f"audio preprocess {self.preprocess!r} not in ('host', 'device')")
         return model
 
     def load(self, item: Any) -> torch.Tensor:

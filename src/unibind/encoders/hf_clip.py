@@ -22,6 +22,7 @@ from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 from unibind.encoders.base import Encoder
 from unibind.encoders.inputs import rgb_image
 from unibind.encoders.towers import ProjectedTower, load_tower
+from unibind.errors import UsageError
 
 PREPROCESS = ("host", "device")
 
@@ -34,7 +35,7 @@ class HFClipImageEncoder(ProjectedTower, Encoder):
         kwargs = {"revision": self.spec.revision} if self.spec.revision else {}
         self.preprocess = self.spec.options.get("preprocess", "host")
         if self.preprocess not in PREPROCESS:
-            raise ValueError(f"image preprocess {self.preprocess!r} not in {PREPROCESS}")
+            raise UsageError(f"image preprocess {self.preprocess!r} not in {PREPROCESS}")
         self.processor = AutoImageProcessor.from_pretrained(self.spec.source, backend="pil",
                                                             **kwargs)
         return load_tower(CLIPVisionModelWithProjection, self.spec.source, "vision_config", kwargs)

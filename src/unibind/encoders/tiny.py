@@ -28,6 +28,7 @@ from transformers import (
     RobertaTokenizer,
 )
 
+from unibind.errors import unknown
 from unibind.util.atomic import atomic_folder
 from unibind.util.runtime import cache_root
 
@@ -128,7 +129,7 @@ def tiny_model_dir(arch: str, root: Path | None = None) -> Path:
     """Folder of the tiny ``arch`` model ("bert", "clip", "clap", and "clip-aligned" /
     "clap-aligned" whose text towers have tokenizers), built on first use."""
     if arch not in BUILDERS:
-        raise KeyError(f"no tiny model {arch!r}; have {sorted(BUILDERS)}")
+        raise unknown("tiny model", arch, sorted(BUILDERS))
     recipe = json.dumps({"arch": arch, "configs": TINY_CONFIGS}, sort_keys=True).encode()
     tag = hashlib.sha256(recipe).hexdigest()[:12]
     folder = (root or cache_root() / "models") / f"tiny-{arch}-{tag}"

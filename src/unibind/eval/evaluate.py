@@ -3,7 +3,11 @@
 The split is recomputed from the run's stored split parameters (and checked against its digest),
 every item of the split is projected with the run's heads (``Run.embed``), and:
 
-- ``pairs``: every query modality -> target modality (3x3) Recall@1/5/10, mAP@10, MRR;
+- ``pairs``: every query modality -> target modality (3x3) Recall@1/5/10, mAP@10, MRR, median
+  rank and query count, at the collection's relevance (class level when labels exist);
+- ``instance``: the same at instance level (same group: the thing itself) whenever groups link
+  items across modalities (``eval.levels``); pairs without queries are not measured (``None``)
+  and every mean leaves them out; ``warnings`` name pairs resting on few queries;
 - ``zero_shot``: per modality, accuracy of the nearest class prompt (``eval.zero_shot``: the
   label's text embedded with the run's text encoder, or prompt features stored in the features);
 - ``mixed``: one pool of every modality, per mixed-search mode: share@10 per modality vs its pool
@@ -23,6 +27,15 @@ import pandas as pd
 
 from unibind.eval.calibration import apply_centers, compare_modes, recommend
 from unibind.eval.compare import side_by_side, versus_markdown
+from unibind.eval.levels import (
+    INSTANCE_NOTE,
+    MIN_QUERIES,
+    coverage,
+    group_labels,
+    groups_link,
+    level,
+    means,
+)
 from unibind.eval.metrics import cross_modal_mean, modality_gap, pair_metrics
 from unibind.eval.tables import pairs_table, shares_table, zero_shot_table
 from unibind.eval.zero_shot import zero_shot
@@ -89,6 +102,24 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     else:
         labels = {m: np.array([f"item{i}" for i in range(len(e))]) for m, e in embs.items()}
     pairs = pair_metrics(embs, labels) if relevance != "none" else {}
+    reach = run.reach  # a bound run's own-space modality: its pairs with others score 0
+
+    def reachable(p: str) -> bool:
+        query, target = p.split("->")
+        return target in reach.get(query, [])
+
+    unreachable = [p for p in pairs if not reachable(p)]
+    pairs = {p: v for p, v in pairs.items() if reachable(p)}
+    instance = None
+    if relevance != "none" and groups_link(emb.items):
+        kept = {p: v for p, v in level(embs, group_labels(emb))["pairs"].items() if reachable(p)}
+        instance = {"pairs": kept, "cross_modal": means(kept)}
+    missing, thin = coverage(pairs, "class" if relevance == "label" else "pair")
+    if instance is not None and relevance == "label":
+        more = coverage(instance["pairs"], "instance")
+        missing, thin = missing + more[0], thin + more[1]
+    for line in thin:
+        log.warning(line)
     zs, zs_note = (zero_shot(run, feats, embs, labels) if relevance == "label"
                    else ({}, "skipped: needs labels"))
     calib = run.info.get("calibration_pairs") or {
@@ -102,11 +133,14 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
         "data_digest": run.info.get("data_digest"), "preset": run.info.get("preset"),
         "made_by": run.info.get("made_by", "train"), "relevance": relevance,
         "relevance_note": RELEVANCE[relevance],
-        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats),
+        "not_measured": NOT_MEASURED.get(relevance, []) + headless(run, feats) + missing + (
+            [f"{', '.join(unreachable)}: out of reach in this run (run.json reach)"]
+            if unreachable else []),
+        "warnings": thin, "min_queries": MIN_QUERIES,
         "n_items": {m: int(len(e)) for m, e in embs.items()},
         "pairs": pairs,
-        "cross_modal": {k: cross_modal_mean(pairs, k) for k in ("R@1", "R@5", "R@10",
-                                                               "mAP@10", "MRR")},
+        "cross_modal": means(pairs),
+        "instance": instance, "instance_note": INSTANCE_NOTE if instance else None,
         "zero_shot": zs, "zero_shot_note": zs_note,
         "mixed": mixed, "mixed_check": check, "per_target_R@10": per_target,
         "search": {k: run.info.get("search", {}).get(k) for k in ("center", "mode")},
@@ -116,6 +150,8 @@ def evaluate(run_path: str | os.PathLike, split: str = "test",
     }
     others = list(versus or [])
     init = (run.info.get("init") or {}).get("run")
+    if init:
+        init = str(run.path / init)  # relative: inside the run (an absolute path stays)
     if (compare_init and init and Path(init).is_dir()
             and all(Path(o).resolve() != Path(init) for o in others)):
         others.insert(0, init)
@@ -139,9 +175,15 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
              ""]
     pairs = pairs_table(metrics)
     lines += [f"## Query -> target (relevance {metrics.get('relevance_note', 'class level')})",
-              "", pairs.markdown(), "",
-              f"Cross-modal mean: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
-              f"mAP@10 {fmt(cm['mAP@10'])}.", "", "## Zero-shot classification", "",
+              "", pairs.markdown(), "", mean_line(cm), ""]
+    if metrics.get("instance"):
+        inst = metrics["instance"]
+        lines += [f"## Query -> target ({metrics['instance_note']})", "",
+                  pairs_table(metrics, level="instance").markdown(), "",
+                  mean_line(inst["cross_modal"]), ""]
+    if metrics.get("warnings"):
+        lines += ["Warning: " + "; ".join(metrics["warnings"]) + ".", ""]
+    lines += ["## Zero-shot classification", "",
               zero_shot_table(metrics).markdown() if metrics["zero_shot"]
               else f"({metrics['zero_shot_note']})", "",
               "## Mixed search (one pool of every modality), top 10", ""]
@@ -156,6 +198,14 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     if metrics.get("versus"):
         lines += versus_markdown(metrics["versus"])
     return "\n".join(lines)
+
+
+def mean_line(cm: dict[str, Any]) -> str:
+    """``Cross-modal mean: R@1 .., R@10 .., mAP@10 .., MRR .. (over N measured pairs).``"""
+    n = len(cm.get("pairs_measured", [])) if "pairs_measured" in cm else None
+    over = f" (over {n} measured pair{'s' if n != 1 else ''})" if n is not None else ""
+    return (f"Cross-modal mean: R@1 {fmt(cm['R@1'])}, R@10 {fmt(cm['R@10'])}, "
+            f"mAP@10 {fmt(cm['mAP@10'])}, MRR {fmt(cm.get('MRR'))}{over}.")
 
 
 def metrics_path(run_path: str | os.PathLike, split: str = "test") -> Path:

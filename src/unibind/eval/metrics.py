@@ -9,10 +9,15 @@ definition (``has_relevant``) for per-target metrics and for mixed-search R@k al
 - Recall@k (hit rate): 1 if a relevant item is in the top k.
 - mAP@10: ``AP@10 = sum_{i<=10} P@i * rel_i / min(n_relevant, 10)``.
 - MRR: ``1 / rank`` of the first relevant item in the full ranking.
+- medR: median over queries of the rank of the first relevant item (1 = first place).
+A pair with no usable query is *not measured*: its metrics are ``None`` (``queries`` 0), and
+``cross_modal_mean`` leaves it out.
 Ranking is by descending score, ties broken by gallery order (stable sort).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -34,13 +39,14 @@ def has_relevant(q_labels: np.ndarray, g_labels: np.ndarray) -> np.ndarray:
 
 def retrieval_metrics(queries: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray,
                       g_labels: np.ndarray, same_set: bool = False, ks: tuple[int, ...] = KS,
-                      map_k: int = MAP_K, chunk: int = 512) -> dict[str, float]:
+                      map_k: int = MAP_K, chunk: int = 512) -> dict[str, Any]:
     """Recall@k, mAP@map_k and MRR of cosine/inner-product retrieval ``queries -> gallery``.
 
     ``same_set=True``: query i is gallery item i and is excluded from its own ranking."""
     q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
     hits = {k: 0.0 for k in ks}
     ap_sum, rr_sum, used = 0.0, 0.0, 0
+    ranks: list[np.ndarray] = []
     for sl in _chunks(len(queries), chunk):
         s = queries[sl] @ gallery.T
         rel = q_labels[sl, None] == g_labels[None, :]
@@ -59,11 +65,16 @@ def retrieval_metrics(queries: np.ndarray, q_labels: np.ndarray, gallery: np.nda
         top = rel_sorted[:, :map_k].astype(np.float64)
         prec = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
         ap_sum += float(((prec * top).sum(axis=1) / np.minimum(n_rel, map_k)).sum())
-        rr_sum += float((1.0 / (np.argmax(rel_sorted, axis=1) + 1)).sum())
-    denom = max(used, 1)
-    out = {f"R@{k}": hits[k] / denom for k in ks}
-    out[f"mAP@{map_k}"] = ap_sum / denom
-    out["MRR"] = rr_sum / denom
+        first = np.argmax(rel_sorted, axis=1) + 1
+        ranks.append(first)
+        rr_sum += float((1.0 / first).sum())
+    if not used:
+        return {**{f"R@{k}": None for k in ks}, f"mAP@{map_k}": None, "MRR": None,
+                "medR": None, "queries": 0}
+    out: dict[str, Any] = {f"R@{k}": hits[k] / used for k in ks}
+    out[f"mAP@{map_k}"] = ap_sum / used
+    out["MRR"] = rr_sum / used
+    out["medR"] = float(np.median(np.concatenate(ranks)))
     out["queries"] = used
     return out
 
@@ -76,10 +87,23 @@ def pair_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
             for q in embs for t in embs}
 
 
-def cross_modal_mean(pairs: dict[str, dict[str, float]], key: str = f"mAP@{MAP_K}") -> float:
-    """Mean of ``key`` over the pairs whose query and target modalities differ."""
-    vals = [v[key] for p, v in pairs.items() if p.split("->")[0] != p.split("->")[1]]
-    return float(np.mean(vals)) if vals else 0.0
+def is_cross_modal(pair: str) -> bool:
+    """Whether a ``"query->target"`` pair joins two different modalities."""
+    q, t = pair.split("->")
+    return q != t
+
+
+def measured(pairs: dict[str, dict[str, Any]], key: str = f"mAP@{MAP_K}") -> list[str]:
+    """The cross-modal pairs whose ``key`` was measured (at least one query)."""
+    return [p for p, v in pairs.items() if is_cross_modal(p) and v.get(key) is not None]
+
+
+def cross_modal_mean(pairs: dict[str, dict[str, Any]], key: str = f"mAP@{MAP_K}",
+                     only: list[str] | None = None) -> float | None:
+    """Mean of ``key`` over the measured cross-modal pairs (``only``: these pairs); ``None``
+    when no pair was measured."""
+    names = [p for p in measured(pairs, key) if only is None or p in only]
+    return float(np.mean([pairs[p][key] for p in names])) if names else None
 
 
 def zero_shot_accuracy(embs: np.ndarray, labels: np.ndarray, class_embs: np.ndarray,
@@ -159,13 +183,14 @@ def mixed_metrics(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray], mo
             counts[m] += q_counts[m]
         by_query[q] = {m: q_counts[m] / max(n_slots, 1) for m in mods}
         for t, h in q_hits.items():
-            hits[f"{q}->{t}"] = h / max(q_used[t], 1)
+            hits[f"{q}->{t}"] = h / q_used[t] if q_used[t] else None
             used[f"{q}->{t}"] = q_used[t]
     n_pool = sum(pool.values())
     return {f"share@{k}": {m: counts[m] / max(slots, 1) for m in mods},
             "pool_share": {m: pool[m] / max(n_pool, 1) for m in mods},
             f"share@{k}_by_query": by_query,
-            f"R@{k}": float(np.mean(list(hits.values()))) if hits else 0.0,
+            f"R@{k}": (float(np.mean([h for h in hits.values() if h is not None]))
+                       if any(h is not None for h in hits.values()) else 0.0),
             f"R@{k}_pairs": hits, f"R@{k}_queries": used}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from unibind.util.tables import Table
 
-PAIR_METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
+PAIR_METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR", "medR")
 
 
 def modalities_of(metrics: dict[str, Any]) -> list[str]:
@@ -17,19 +17,45 @@ def modalities_of(metrics: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(p.split("->")[0] for p in metrics.get("pairs", {})))
 
 
-def pair_grid(metrics: dict[str, Any], key: str = "R@10") -> Table:
-    """``key`` of every query modality (row) -> target modality (column)."""
-    pairs, mods = metrics.get("pairs", {}), modalities_of(metrics)
-    return Table(f"{key} query (row) -> target (column)", ["query \\ target", *mods],
-                 [[q, *(pairs.get(f"{q}->{t}", {}).get(key) for t in mods)] for q in mods])
+def level_pairs(metrics: dict[str, Any], level: str = "main") -> dict[str, Any]:
+    """The pairs of ``level``: ``main`` (the run's relevance) or ``instance``."""
+    if level == "instance":
+        return (metrics.get("instance") or {}).get("pairs", {})
+    return metrics.get("pairs", {})
 
 
-def pairs_table(metrics: dict[str, Any]) -> Table:
-    """Every metric of every query -> target pair (class-level relevance)."""
-    return Table("Query -> target (class-level relevance)",
+def level_name(metrics: dict[str, Any], level: str = "main") -> str:
+    """``class``, ``pair`` (groups without labels) or ``instance``: how a level is named."""
+    if level == "instance":
+        return "instance"
+    return {"label": "class", "group": "pair"}.get(metrics.get("relevance", "label"), "class")
+
+
+def cell(v: dict[str, Any] | None, key: str, counts: bool = True) -> str | None:
+    """A grid cell: the value and its query count (``0.875 (28)``), ``-`` not measured."""
+    if not v or v.get(key) is None:
+        return None
+    value = f"{v[key]:.3f}" if key != "medR" else f"{v[key]:g}"
+    return f"{value} ({v['queries']})" if counts and "queries" in v else value
+
+
+def pair_grid(metrics: dict[str, Any], key: str = "R@10", level: str = "main") -> Table:
+    """``key`` of every query modality (row) -> target modality (column), each with its
+    number of queries in brackets; ``-``: not measured."""
+    pairs, mods = level_pairs(metrics, level), modalities_of(metrics)
+    title = f"{key} query (row) -> target (column), {level_name(metrics, level)} level " \
+            "(queries)"
+    return Table(title, ["query \\ target", *mods],
+                 [[q, *(cell(pairs.get(f"{q}->{t}"), key) for t in mods)] for q in mods])
+
+
+def pairs_table(metrics: dict[str, Any], level: str = "main") -> Table:
+    """Every metric of every query -> target pair, with its query count."""
+    name = level_name(metrics, level)
+    return Table(f"Query -> target ({name}-level relevance)",
                  ["query -> target", *PAIR_METRICS, "queries"],
                  [[pair, *(v.get(k) for k in PAIR_METRICS), v.get("queries")]
-                  for pair, v in metrics.get("pairs", {}).items()])
+                  for pair, v in level_pairs(metrics, level).items()])
 
 
 def zero_shot_table(metrics: dict[str, Any]) -> Table:

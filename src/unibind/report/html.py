@@ -86,8 +86,11 @@ def metric_table(metrics: dict[str, Any]) -> str:
     relevance = RELEVANCE.get(str(metrics.get("relevance", "label")),
                               f"{metrics.get('relevance')} relevance")
     grid.title = f"R@10, query (row) \u2192 target (column), {relevance}"
-    return (f"<div class=wide>{grid.html()}</div>"
-            f"<div class=wide>{tables.pairs_table(metrics).html()}</div>")
+    out = (f"<div class=wide>{grid.html()}</div>"
+           f"<div class=wide>{tables.pairs_table(metrics).html()}</div>")
+    if metrics.get("instance"):  # the thing itself: the query's own picture, caption, sound
+        out += f"<div class=wide>{tables.pair_grid(metrics, 'R@1', level='instance').html()}</div>"
+    return out
 
 
 def shares_table(metrics: dict[str, Any]) -> str:

@@ -12,6 +12,12 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+from unibind.errors import UnibindError
+
+
+class ResourceError(UnibindError, RuntimeError):
+    """A data file shipped in the package is damaged (reinstall unibind)."""
+
 
 def _lines(name: str) -> list[str]:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
@@ -24,7 +30,7 @@ def imagenet_classes() -> list[str]:
     names = [line.split("\t", 1)[1].split(",")[0].strip() for line in
              _lines("imagenet_classes.tsv")]
     if len(names) != 1000:
-        raise RuntimeError(f"imagenet_classes.tsv holds {len(names)} classes, not 1000")
+        raise ResourceError(f"imagenet_classes.tsv holds {len(names)} classes, not 1000")
     return names
 
 

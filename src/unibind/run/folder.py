@@ -12,8 +12,8 @@ Later stages (evaluate, index, search, plot, report) read runs only through this
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from unibind.errors import UnibindError, UsageError, unknown
+from unibind.errors import InputNotFound, UnibindError, UsageError, unknown
 from unibind.features.folder import Features, load_features, resolve_encoder_sources
 from unibind.features.splits import SPLITS, check_split
+from unibind.modalities import check_modality, get_modality, ordered
 from unibind.run.embed import Embedded, embed_items, project
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.util.atomic import atomic_folder
@@ -47,6 +48,7 @@ class Run:
     heads: Heads
     info: dict[str, Any]
     centers: dict[str, np.ndarray]
+    _encoders: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Run:
@@ -84,6 +86,16 @@ class Run:
         return resolve_encoder_sources(self.info.get("encoders", {}), self.path)
 
     @property
+    def reach(self) -> dict[str, list[str]]:
+        """``{query modality: [target modalities its queries can find]}`` (``run.json``
+        ``reach``): all-to-all for trained runs; a bound run's modalities with no text side
+        reach only themselves (see ``unibind.binding.layout``)."""
+        recorded = self.info.get("reach")
+        if not recorded:
+            return all_to_all(self.modalities)
+        return {q: list(t) for q, t in recorded.items()}
+
+    @property
     def features_path(self) -> Path | None:
         p = self.info.get("features")
         return None if not p else (self.path / p).resolve()
@@ -96,13 +108,13 @@ class Run:
     def load_features(self, features: Features | str | os.PathLike | None = None) -> Features:
         """``features`` (a folder or Features), else the features the run was trained on; a
         modality the run reads from a view (``run.json`` ``views``, e.g. text@clip) gets it."""
-        if isinstance(features, Features):
-            return features.with_views(self.views)
-        if features is None:
-            if self.features_path is None:
+        if not isinstance(features, Features):
+            if features is None and self.features_path is None:
                 raise RunError(f"run {self.path} records no features folder; pass one")
-            features = self.features_path
-        return load_features(features).with_views(self.views)
+            features = load_features(features if features is not None else self.features_path)
+        # a bound run reads text from a view; a collection without text items has none
+        return features.with_views({m: v for m, v in self.views.items()
+                                    if m in features.modalities})
 
     @property
     def views(self) -> dict[str, str]:
@@ -143,6 +155,57 @@ class Run:
                            f"{', '.join(self.modalities)})")
         centers = self._centers([modality], center)
         return project(self.heads, modality, x, None if centers is None else centers[modality])
+
+    def encode(self, items: Sequence[Any], modality: str, *, batch_size: int = 32,
+               progress: bool = False, center: bool | None = None) -> np.ndarray:
+        """Raw inputs (texts, or file paths for media) -> unit vectors ``[n, D]`` in the run's
+        space, through the run's own encoder and head; no index needed.
+
+        ``center``: subtract the modality's training centre (default: as the run's index is
+        built, ``search_center``), so the vectors equal ``Space.embed``'s on the default index.
+        ``progress``: a progress bar over batches. The encoder is loaded once per run object."""
+        check_modality(modality)
+        if modality not in self.modalities:
+            raise RunError(f"run {self.path} has no {modality} head (it has "
+                           f"{', '.join(self.modalities)})")
+        if isinstance(items, (str, os.PathLike)):
+            raise UsageError(f"encode takes a list of {modality} inputs, not one "
+                             f"{type(items).__name__}: wrap it in a list")
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, not {batch_size}")
+        items = [str(x) for x in items]
+        if not get_modality(modality).inline:
+            missing = [x for x in items if not Path(x).is_file()]
+            if missing:
+                raise InputNotFound(f"{modality} file(s) not found: {', '.join(missing[:5])}")
+        encoder = self._encoder(modality)
+        feats = np.empty((len(items), encoder.dim), dtype=np.float32)
+        starts = range(0, len(items), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"encode {modality}", unit="batch")
+        for start in starts:
+            feats[start:start + batch_size] = encoder.encode(items[start:start + batch_size],
+                                                             batch_size=batch_size)
+        return self.project(modality, feats,
+                            center=self.search_center if center is None else center)
+
+    def _encoder(self, modality: str) -> Any:
+        from unibind.encoders import load_encoder
+
+        if modality not in self._encoders:
+            info = self.encoders.get(modality) or {}
+            if "spec" not in info:
+                raise RunError(f"run {self.path} records no {modality} encoder")
+            encoder = load_encoder(info["spec"])
+            want = info.get("fingerprint")
+            if want and encoder.fingerprint != want:
+                raise RunError(f"{modality} encoder {info['spec'].get('source')} has fingerprint "
+                               f"{encoder.fingerprint}, but run {self.path} was made with {want}:"
+                               " the model files changed; restore them or rebuild the run")
+            self._encoders[modality] = encoder
+        return self._encoders[modality]
 
     def _centers(self, modalities: list[str], center: bool) -> dict[str, np.ndarray] | None:
         if not center:
@@ -188,6 +251,18 @@ class Run:
         return out
 
 
+def all_to_all(modalities: Sequence[str]) -> dict[str, list[str]]:
+    """The reach of a trained run: every head's queries reach every head's items."""
+    names = ordered(modalities)
+    return {m: list(names) for m in names}
+
+
+def encode(run: Run | str | os.PathLike, items: Sequence[Any], modality: str,
+           **options: Any) -> np.ndarray:
+    """``Run.encode`` on a run or a run folder: unit vectors of raw inputs in its space."""
+    return (run if isinstance(run, Run) else Run.load(run)).encode(items, modality, **options)
+
+
 def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
              centers: dict[str, np.ndarray] | None = None,
              extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
@@ -203,7 +278,8 @@ def save_run(path: str | os.PathLike, heads: Heads, info: dict[str, Any],
         for m, vec in (centers or {}).items():
             state[CENTER_PREFIX + m] = torch.as_tensor(np.asarray(vec, dtype=np.float32))
         save_file(state, str(tmp / "heads.safetensors"))
-        info = {"format": FORMAT, **info, "heads": to_dict(heads.cfg),
+        info = {"format": FORMAT, **info, "reach": info.get("reach") or
+                all_to_all(heads.modalities), "heads": to_dict(heads.cfg),
                 "head_digest": sha256_file(tmp / "heads.safetensors")}
         write_json_atomic(tmp / "run.json", info)
     return path

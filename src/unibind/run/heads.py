@@ -22,7 +22,9 @@ class HeadsConfig:
     logit_scale_init: float = 1 / 0.07
     logit_scale_max: float = 100.0
     # per-modality head shape overriding hidden/dropout (bound runs, see ``unibind.binding.bind``):
-    # {"kind": "linear", "normalize_input": true} or {"kind": "class-bridge", "classes": 1000}
+    # {"kind": "linear", "normalize_input": true} or {"kind": "class-bridge", "classes": 1000};
+    # {"kind": "residual", "base": {<one of those>}, "hidden": 512, "dropout": 0.1}: a base map
+    # (e.g. a bound run's) plus a trained MLP correction (``unibind.training.bound_start``)
     kinds: dict[str, dict] = field(default_factory=dict)
 
 
@@ -46,13 +48,32 @@ class ClassBridge(nn.Module):
         return self.prototypes(self.logits(x).softmax(dim=-1))
 
 
+class Residual(nn.Module):
+    """``x -> base(x) + delta(x)``: a fixed starting map plus a learned correction (the last
+    layer of ``delta`` starts at zero, so a new residual head equals its base)."""
+
+    def __init__(self, base: nn.Module, d_in: int, hidden: int, embed_dim: int,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.base = base
+        self.delta = nn.Sequential(InputNorm(), nn.Linear(d_in, hidden), nn.GELU(),
+                                   nn.Dropout(dropout), nn.Linear(hidden, embed_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.delta(x)
+
+
 def _kind_head(d_in: int, cfg: HeadsConfig, modality: str, kind: dict) -> nn.Module:
+    if kind.get("kind") == "residual":
+        base = _kind_head(d_in, cfg, modality, kind["base"])
+        return Residual(base, d_in, int(kind.get("hidden", 512)), cfg.embed_dim,
+                        float(kind.get("dropout", 0.0)))
     if kind.get("kind") == "class-bridge":
         return ClassBridge(d_in, int(kind["classes"]), cfg.embed_dim)
     if kind.get("kind") == "linear":
         linear = nn.Linear(d_in, cfg.embed_dim)
         return nn.Sequential(InputNorm(), linear) if kind.get("normalize_input") else linear
-    raise ValueError(f"unknown head kind {kind.get('kind')!r} for {modality}")
+    raise UnknownName(f"unknown head kind {kind.get('kind')!r} for {modality}")
 
 
 def _head(d_in: int, cfg: HeadsConfig, modality: str = "") -> nn.Module:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from unibind.features.folder import Features, load_features
+from unibind.modalities import ordered
 from unibind.run.folder import Run
 from unibind.search.parts import SpaceIndexError
 from unibind.search.stores import VectorStore, create_store, is_store_uri, open_store
@@ -108,19 +109,27 @@ def build_index(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         center = run.search_center
     items, vectors = embed_features(run, feats, center)
     meta = {"format": FORMAT, "run": str(Path(run.path).resolve()), "provenance": provenance(run),
-            "center": center, "memory_budget_gb": memory_budget_gb, "metric": "inner_product"}
+            "reach": run.reach, "center": center, "memory_budget_gb": memory_budget_gb,
+            "metric": "inner_product"}
+    skipped = {m: f"{int((feats.items['modality'] == m).sum())} item(s) not indexed: the run "
+                  f"has no {m} head" for m in feats.modalities if m not in run.modalities}
+    for m, why in skipped.items():
+        log.warning("%s: %s", m, why)
     target = store or (str(out) if is_store_uri(str(out)) else None)
     if target:
         stored = create_store(target, meta, items, vectors, factory)
         log.info("indexed %d item(s) in %s", len(stored), stored.path)
-        return summary(stored, stored.path)
+        return {**summary(stored, stored.path), "not_indexed": skipped}
     index = create_faiss_index(out or default_index_path(run.path), meta, items, vectors, factory)
-    return summary(index, index.path)
+    return {**summary(index, index.path), "not_indexed": skipped}
 
 
 def summary(index: VectorStore, path: Path | str) -> dict[str, Any]:
-    """The index summary ``index`` and ``index add`` print: path, count, centring, parts."""
+    """The index summary ``index`` and ``index add`` print: path, count, centring, item count
+    per modality, parts."""
+    counts = index.items["modality"].value_counts()
     return {"index": str(path), "count": len(index), "center": index.center,
+            "modalities": {m: int(counts[m]) for m in ordered(counts.index)},
             "parts": index.part_summary()}
 
 

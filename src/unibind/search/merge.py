@@ -46,10 +46,10 @@ def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
         s, r = per_modality[m]
         s, r = np.asarray(s, dtype=np.float64), np.asarray(r, dtype=np.int64)
         if s.ndim != 2 or s.shape != r.shape:
-            raise ValueError(f"{m}: scores and rows must be 2-D of one shape, got "
+            raise UsageError(f"{m}: scores and rows must be 2-D of one shape, got "
                              f"{s.shape} and {r.shape}")
         if n_q is not None and s.shape[0] != n_q:
-            raise ValueError(f"{m}: {s.shape[0]} queries, others have {n_q}")
+            raise UsageError(f"{m}: {s.shape[0]} queries, others have {n_q}")
         n_q = s.shape[0]
         scores.append(s)
         rows.append(r)
@@ -77,7 +77,7 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     if mode not in MODES:
         raise unknown("mixed-search mode", mode, MODES)
     if not per_modality:
-        raise ValueError("merge_topk needs at least one modality")
+        raise UsageError("merge_topk needs at least one modality")
     mods, scores, rows, mod_idx, valid = _stack(per_modality)
     if mode == "balanced":
         keys = _keys(mods, scores, valid, calibration, required=False)

@@ -7,7 +7,8 @@
 
 Queries are embedded exactly as the indexed items were (same encoder, checked by fingerprint;
 same head; centred when the index is). Mixed searches over several modalities are merged per
-modality with ``unibind.balance.merge_topk`` in the run's recommended mode unless told otherwise.
+modality with ``unibind.search.merge.merge_topk`` in the run's recommended mode unless told
+otherwise. A query searches only the target modalities its own can reach (``Run.reach``).
 
 One ``Space`` may serve many threads: encoders and group members are filled once under a lock,
 each encoder runs one batch at a time (tokenizers are not thread-safe), searches run in parallel.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from unibind.errors import InputNotFound, UsageError, unknown
-from unibind.modalities import check_modality, get_modality, ordered
+from unibind.modalities import MODALITIES, check_modality, get_modality, ordered
 from unibind.run.folder import Run
 from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
 from unibind.search.merge import MODES, apply_floor, merge_topk, noise_floors
@@ -50,6 +51,11 @@ def _queries(**inputs: Inputs) -> dict[str, list]:
     """Non-empty query inputs per modality, in canonical order; unknown names refused."""
     given = {check_modality(m): _as_list(v) for m, v in inputs.items()}
     return {m: given[m] for m in ordered(given) if given[m]}
+
+
+class Unreachable(UsageError):
+    """A search whose query modalities reach none of the asked target modalities (``Run.reach``:
+    e.g. text queries and offline sounds, which have no text side)."""
 
 
 def parse_modalities(value: str | list[str] | None) -> list[str] | None:
@@ -118,15 +124,15 @@ class Space:
             feats = enc.encode([str(x) for x in items])
         return self.run.project(modality, feats, center=self.index.center)
 
-    def query_vector(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-                     **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
+    def query_vector(self, **inputs: Inputs) -> tuple[np.ndarray, list[str]]:
         """Every input embedded, summed and normalised (a compositional query).
 
         Inputs are keyed by modality name (``text=``, ``image=``, ``audio=`` or any registered
         modality): text for inline modalities, file paths for the others."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
+        given = _queries(**inputs)
         if not given:
-            raise UsageError("give at least one query: text=, image= or audio=")
+            raise UsageError("give at least one query: "
+                             + ", ".join(f"{m}=" for m in MODALITIES))
         for m, items in given.items():
             if not get_modality(m).inline:
                 absent = [str(p) for p in items if not Path(p).is_file()]
@@ -167,24 +173,6 @@ class Space:
             return {}
         return {t: min(f[t] for f in per_q) for t in pools if all(t in f for f in per_q)}
 
-    def reach(self) -> dict[str, list[str]] | None:
-        """``{query modality: [target modalities]}`` the run's space connects (None: all)."""
-        reach = getattr(self.run, "reach", None)
-        if reach is None:
-            reach = self.run.info.get("reach")
-        return reach or None
-
-    def _reachable(self, targets: list[str], query_modalities: list[str]
-                   ) -> tuple[list[str], dict[str, str]]:
-        """Targets some query modality reaches, and ``{target: why}`` for the others."""
-        reach = self.reach()
-        if reach is None or not query_modalities:
-            return targets, {}
-        ok = [t for t in targets if any(t in reach.get(q, []) for q in query_modalities)]
-        why = {t: f"not reachable from {'+'.join(query_modalities)} queries"
-               for t in targets if t not in ok}
-        return ok, why
-
     def search_vectors(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
                        balance: str | None = None, query_modalities: list[str] | None = None,
                        via_pairs: int = 0, floor: bool = True
@@ -192,19 +180,20 @@ class Space:
         """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
 
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
-        items (``unibind.pairs``); scores are then standardised similarities."""
+        items (``unibind.search.pair_expansion``); scores are then standardised similarities."""
         hits = self.search_hits(q, k, modality, balance, query_modalities, via_pairs, floor)
         return hits.scores, hits.rows, hits.mode
 
     def search_hits(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
                     balance: str | None = None, query_modalities: list[str] | None = None,
                     via_pairs: int = 0, floor: bool = True) -> Hits:
-        """``search_vectors`` plus what a mixed search left out: targets the query cannot reach
-        and (``floor=True``) targets whose best score is at the noise floor
-        (``unibind.search.merge.noise_floors``) get no slots."""
+        """``search_vectors`` plus what a mixed search left out: (``floor=True``) targets whose
+        best score is at the noise floor (``unibind.search.merge.noise_floors``) get no slots
+        (targets out of the query's reach are not searched at all, see ``targets``)."""
         if k <= 0:
             raise UsageError("k must be positive")
-        mods = parse_modalities(modality)
+        mods = (self.targets(query_modalities, modality)[0] if query_modalities
+                else parse_modalities(modality))
         mode = balance or self.default_mode()
         if mode not in MODES:
             raise unknown("balance mode", mode, MODES)
@@ -213,17 +202,13 @@ class Space:
                                   "`unibind index RUN --center`")
         qmods = query_modalities or []
         targets = mods or self.index.modalities
-        targets, why = self._reachable(targets, qmods)
-        if not targets:
-            raise UsageError(f"{'+'.join(qmods)} queries reach none of "
-                             f"{', '.join(mods or self.index.modalities)} in this run")
         if via_pairs > 0:
             scores, rows, mode = self._search_via_pairs(q, k, targets, mode, qmods, via_pairs)
-            return Hits(scores, rows, mode, {}, [dict(why) for _ in range(len(q))])
+            return Hits(scores, rows, mode, {}, [{} for _ in range(len(q))])
         per = self.index.search(q, k, targets)
         calibration = self._calibration(qmods, required=mode == "calibrated")
         floors = self._floors(qmods, self._pools(per)) if floor and len(per) > 1 else {}
-        withheld = [dict(why) for _ in range(len(q))]
+        withheld: list[dict[str, str]] = [{} for _ in range(len(q))]
         if floors:
             per, low = apply_floor(per, floors)
             for m, mask in low.items():
@@ -233,6 +218,29 @@ class Space:
         scores, _, rows = merge_topk(per, k, merge_mode, calibration=calibration or None,
                                      pool_sizes=self._pools(per))
         return Hits(scores, rows, mode, floors, withheld)
+
+    def targets(self, query_modalities: list[str], modality: str | list[str] | None = None,
+                strict: bool = True) -> tuple[list[str], str | None]:
+        """The target modalities a query of ``query_modalities`` searches (those asked, default
+        every indexed one, that ``run.reach`` lets it reach) and a note naming the ones left
+        out; ``Unreachable`` (``strict``) when none is left."""
+        pool = parse_modalities(modality) or self.index.modalities
+        reach = self.run.reach
+        can = {t for q in query_modalities for t in reach.get(q, [q])}
+        keep, dropped = [m for m in pool if m in can], [m for m in pool if m not in can]
+        if not query_modalities or not dropped:
+            return pool, None
+        asked = "+".join(query_modalities)
+        reasons = (self.run.info.get("bound") or {}).get("unreachable") or {}
+        why = "; ".join(dict.fromkeys(reasons[m] for m in [*query_modalities, *dropped]
+                                      if m in reasons)) or "the run's reach map (run.json)"
+        if not keep:
+            if not strict:
+                return pool, None
+            raise Unreachable(f"{asked} queries cannot reach {', '.join(dropped)} items in this "
+                              f"run ({why}); they reach {', '.join(ordered(can)) or 'nothing'}")
+        return keep, (f"{', '.join(dropped)} not searched: {asked} queries cannot reach "
+                      f"{'it' if len(dropped) == 1 else 'them'} in this run ({why})")
 
     def _pools(self, per: dict[str, Any]) -> dict[str, int]:
         """Pool size of each searched modality (what the balanced merge shares slots by)."""
@@ -276,16 +284,18 @@ class Space:
             out.append(res)
         return out
 
-    def search(self, text: Inputs = None, image: Inputs = None, audio: Inputs = None,
-               k: int = 10, modality: str | list[str] | None = None, balance: str | None = None,
-               via_pairs: int = 0, floor: bool = True, **inputs: Inputs) -> dict[str, Any]:
-        """``{"query", "mode", "results": [...]}`` (plus ``noise_floor``, the floor of each
-        searched target, and ``withheld``, ``{target: why}`` for targets given no slots, when
-        there are any) for one (possibly compositional) query; ``**inputs`` queries other
-        registered modalities by name; ``floor=False`` keeps targets whose scores are at the
-        noise floor."""
-        given = _queries(text=text, image=image, audio=audio, **inputs)
-        parse_modalities(modality)  # refuse unknown names before embedding anything
+    def search(self, k: int = 10, modality: str | list[str] | None = None,
+               balance: str | None = None, via_pairs: int = 0, floor: bool = True,
+               **inputs: Inputs) -> dict[str, Any]:
+        """``{"query", "mode", "results": [...]}`` (and a ``note`` when some target modality
+        is out of the query's reach; ``noise_floor``, the floor of each searched target, and
+        ``withheld``, ``{target: why}`` for targets given no slots, when there are any) for
+        one (possibly compositional) query; ``**inputs``: the query by modality name
+        (``text="a dog"``, ``audio="bark.wav"``, any registered one); ``floor=False`` keeps
+        targets whose scores are at the noise floor."""
+        given = _queries(**inputs)
+        self.targets(list(given), modality)  # refuse unknown or unreachable targets before
+        # embedding anything
         if balance is not None and balance not in MODES:
             raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
@@ -300,13 +310,16 @@ class Space:
                withheld: dict[str, str] | None = None) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
         HTTP service return); ``noise_floor`` and ``withheld`` come from ``search_hits``."""
-        out: dict[str, Any] = {"query": query, "k": k, "modality": parse_modalities(modality)
-                               or self.index.modalities, "mode": mode}
+        targets, note = self.targets([m for m in query if m in MODALITIES], modality,
+                                     strict=False)
+        out: dict[str, Any] = {"query": query, "k": k, "modality": targets, "mode": mode}
         if noise_floor:  # only where a mixed search had a floor / left a target out
             out["noise_floor"] = {m: round(v, 6) for m, v in noise_floor.items()}
         if withheld:
             out["withheld"] = withheld
         out["results"] = self.describe(rows, scores)
+        if note:
+            out["note"] = note
         return out
 
 
@@ -341,6 +354,7 @@ def format_results(result: dict[str, Any]) -> str:
     """A readable table of one search result."""
     q = "; ".join(f"{m}: {', '.join(_tail(x) for x in v)}" for m, v in result["query"].items())
     lines = [f"query ({q}) -> {','.join(result['modality'])}, mode {result['mode']}",
+             *([f"note: {result['note']}"] if result.get("note") else []),
              f"{'rank':>4}  {'score':>7}  {'modality':<8} {'label':<20} path / text"]
     for r in result["results"]:
         what = r.get("text") if "text" in r else r.get("path")

@@ -177,7 +177,7 @@ class Service:
                            "status": self.encoders.get(m, "not loaded")}
         name = "/".join(Path(run.path).resolve().parts[-2:])
         return {"run": Path(run.path).name, "name": name,
-                "modalities": run.modalities, "embed_dim": run.embed_dim,
+                "modalities": run.modalities, "reach": run.reach, "embed_dim": run.embed_dim,
                 "items": {m: int(counts.get(m, 0)) for m in MODALITIES if m in counts},
                 "previews": {m: get_modality(m).preview for m in MODALITIES if m in counts},
                 "count": len(index), "center": bool(index.center),

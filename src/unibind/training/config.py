@@ -2,10 +2,16 @@
 
 ``seed`` reproduces the reference recipe exactly (instance positives, 0.3 per pair + 0.1 x MSE to
 the triplet mean, batch 8, AdamW lr 1e-5, weight decay 0.01, 20 epochs, D=256, no early stop).
-``default`` is the recipe chosen on validation metrics (see ``benchmarks/presets.py`` and the
-README): MLP heads (512 hidden, dropout 0.1), class positives, equal pair weights, no MSE term,
-batch 64, AdamW lr 2e-3 with a cosine schedule, up to 40 epochs with early stopping on
-validation cross-modal mAP@10 (patience 6).
+``class`` is the former default, good at finding the category (see ``benchmarks/presets.py``):
+MLP heads (512 hidden, dropout 0.1), class positives, equal pair weights, no MSE term, batch 64,
+AdamW lr 2e-3 with a cosine schedule, up to 40 epochs with early stopping on validation
+cross-modal mAP@10 (patience 6).
+``default`` finds the thing and its category (``docs/training.md``, ``benchmarks/instance.py``):
+the same heads and schedule, but it starts from the bound run when the features can be bound
+(``bound_start``: residual heads on the bound map, ``unibind.training.bound_start``), counts
+positives at both levels (same group; same label weighted ``class_weight``), selects epochs on
+instance MRR and class mAP@10 together (``select="both"``) and interpolates between the bound
+and the trained heads (WiSE-FT) with the share chosen on validation among ``mix_shares``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,12 @@ class TrainConfig:
     embed_dim: int = 256
     hidden: int = 512  # >0: Linear-GELU-Dropout-Linear heads; 0: one Linear (the reference)
     dropout: float = 0.1
-    positives: str = "class"  # instance | class
+    positives: str = "class"  # instance | class | both (instance + class_weight x class)
+    class_weight: float = 0.5  # weight of the class term with positives="both"
+    select: str = "class"  # validation criterion: class (mAP@10) | both (+ instance MRR)
+    bound_start: bool = False  # start from the bound run when the features can be bound
+    mix_shares: tuple[float, ...] = (1.0,)  # WiSE-FT shares of the trained heads to try
+    soup: int = 1  # bound start: train this many seeds from the same start, average weights
     pair_weights: dict[str, float] = field(default_factory=lambda: _equal(1.0))
     mse_weight: float = 0.0
     batch_size: int = 64
@@ -74,14 +85,21 @@ PRESETS: dict[str, TrainConfig] = {
                         pair_weights=_equal(0.3, BUILTIN), mse_weight=0.1,
                         batch_size=8, lr=1e-5, weight_decay=0.01, epochs=20,
                         schedule="constant", patience=0, finetune_batch_size=8),
-    "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
+    "class": TrainConfig(pair_weights=_equal(1.0, BUILTIN)),
+    "default": TrainConfig(pair_weights=_equal(1.0, BUILTIN), positives="both", select="both",
+                           bound_start=True, mix_shares=(0.25, 0.5, 0.75, 1.0)),
 }
+POSITIVES = ("instance", "class", "both")
+SELECT = ("class", "both")
 
 
 # The training path that reads each field; every field not named here is read by both. A path
 # refuses a config whose other-path fields differ from its preset (values it would ignore).
 FIELD_PATHS: dict[str, str] = {"batch_size": "heads", "finetune_layers": "finetune",
-                               "backbone_lr": "finetune", "finetune_batch_size": "finetune"}
+                               "backbone_lr": "finetune", "finetune_batch_size": "finetune",
+                               "bound_start": "heads", "mix_shares": "heads", "soup": "heads"}
+# read by ``train``'s bound start (``unibind.training.bound_start``), not by the fit loop
+BOUND_FIELDS = ("bound_start", "mix_shares", "soup")
 
 
 def preset(name: str) -> TrainConfig:
@@ -120,8 +138,14 @@ def check_config(cfg: TrainConfig, path: str | None = None, base: TrainConfig | 
                  ) -> None:
     """Refuse wrong values; with ``path`` and ``base`` (the preset ``cfg`` started from) also a
     field that ``path`` does not read but that was changed from ``base``."""
-    if cfg.positives not in ("instance", "class"):
-        raise ConfigError(f"positives must be instance or class, not {cfg.positives!r}")
+    if cfg.positives not in POSITIVES:
+        raise ConfigError(f"positives must be instance, class or both, not {cfg.positives!r}")
+    if cfg.select not in SELECT:
+        raise ConfigError(f"select must be class or both, not {cfg.select!r}")
+    if cfg.soup < 1:
+        raise ConfigError(f"soup must be at least 1, not {cfg.soup!r}")
+    if not cfg.mix_shares or not all(0.0 <= a <= 1.0 for a in cfg.mix_shares):
+        raise ConfigError(f"mix_shares must be shares in [0, 1], not {cfg.mix_shares!r}")
     if cfg.schedule not in ("cosine", "constant"):
         raise ConfigError(f"schedule must be cosine or constant, not {cfg.schedule!r}")
     bad = sorted(set(cfg.pair_weights) - set(pair_names()))

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from unibind.data.manifest import read_manifest
-from unibind.eval.calibration import space_stats
+from unibind.errors import UsageError
 from unibind.features.folder import Features, FeaturesError, load_features, save_features
 from unibind.modalities import get_modality
-from unibind.run.folder import save_run
 from unibind.training.config import TrainConfig, check_config, preset
-from unibind.training.fit import preset_base, run_info, torch_threads
+from unibind.training.finish import finish_run
+from unibind.training.fit import preset_base, torch_threads
 from unibind.training.loop import fit_loop
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return torch.bfloat16 if cuda_bf16 else None
     choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
     if precision not in choices:
-        raise ValueError(f"precision {precision!r} not in auto, {', '.join(choices)}")
+        raise UsageError(f"precision {precision!r} not in auto, {', '.join(choices)}")
     return choices[precision]
 
 
@@ -207,7 +207,6 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
             res = fit_loop(feats, cfg, bb, seed, split_seed, preset_base(preset_name))
         arrays = {m: bb.encode(m, np.arange(len(inputs[m]))) for m in feats.modalities}
     tuned = Features(items=feats.items, arrays=arrays, meta=dict(feats.meta), path=None)
-    stats = space_stats(res.heads, tuned, res.split)
     out = Path(out)
     final = out.resolve()
 
@@ -231,15 +230,8 @@ def finetune(features: str | os.PathLike, out: str | os.PathLike, preset_name: s
         save_features(tmp / "features", feats.items, arrays, meta)
         return {"encoders": enc_meta, "features": "features"}
 
-    info = run_info(tuned, out, preset_name, cfg, seed, res, stats,
-                    extra={"finetune": {"layers": cfg.finetune_layers,
-                                        "backbone_lr": cfg.backbone_lr,
-                                        "trainable_params": trainable,
-                                        "base_features": str(Path(feats.path).resolve())}})
-    save_run(out, res.heads, info, centers=stats["centers"], extra=write_extra)
-    log.info("wrote fine-tuned run %s", out)
-    return {"run": str(out), "preset": preset_name, "seed": seed, "epochs": len(res.curve),
-            "best_epoch": res.best_epoch, "val_mAP@10": res.best_val,
-            "stopped_early": res.stopped_early, "seconds": round(res.seconds, 3),
-            "finetune": info["finetune"], "split": res.split_info,
-            "search": {k: stats["search"][k] for k in ("center", "mode")}}
+    how = {"layers": cfg.finetune_layers, "backbone_lr": cfg.backbone_lr,
+           "trainable_params": trainable, "base_features": str(Path(feats.path).resolve())}
+    return finish_run(tuned, out, res.heads, res, preset_name, cfg, seed,
+                      info_extra={"finetune": how}, summary_extra={"finetune": how},
+                      write_extra=write_extra)

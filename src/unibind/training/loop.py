@@ -22,7 +22,7 @@ import torch
 from unibind.errors import UnibindError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.folder import Features
-from unibind.features.splits import assign_splits
+from unibind.features.splits import assign_splits, group_keys
 from unibind.run.embed import embed_items
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.batches import Triplets
@@ -46,6 +46,11 @@ class FitResult:
     seconds: float
     split: Any = None
     split_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_entry(self) -> dict[str, Any]:
+        """The curve entry of the kept epoch (validation figures at ``best_epoch``)."""
+        return self.curve[self.best_epoch - 1] if 0 < self.best_epoch <= len(self.curve) else {}
 
 
 class EmbeddingStep(Protocol):
@@ -138,19 +143,37 @@ def batch_bounds(n: int, size: int, cap: bool) -> list[tuple[int, int]]:
     return [(b * size, (b + 1) * size if b < steps - 1 else n) for b in range(steps)]
 
 
+def validation_scores(heads: Heads, feats: Features, mask: np.ndarray, max_per_modality: int,
+                      select: str = "class", encode: Any = None) -> dict[str, float]:
+    """Validation figures of the items of ``mask`` (a per-modality subsample, seed 0):
+    ``mAP@10`` (cross-modal, class level), with ``select="both"`` and groups linking
+    modalities also ``instance_MRR`` (same group relevant); ``score`` is the criterion: the
+    class mAP@10, or the mean of the two levels."""
+    emb = embed_items(heads, feats, mask, max_per_modality, seed=0, encode=encode)
+    out = {"mAP@10": cross_modal_mean(pair_metrics(emb.vectors, emb.labels, ks=(1,))) or 0.0}
+    out["score"] = out["mAP@10"]
+    if select == "both":
+        groups = {m: group_keys(emb.table(m)).astype(str).to_numpy() for m in emb.vectors}
+        inst = cross_modal_mean(pair_metrics(emb.vectors, groups, ks=(1,)), "MRR")
+        if inst is not None:
+            out["instance_MRR"] = inst
+            out["score"] = 0.5 * (out["mAP@10"] + inst)
+    return out
+
+
 def validation_map(heads: Heads, feats: Features, mask: np.ndarray, step: EmbeddingStep,
                    max_per_modality: int) -> float:
     """Cross-modal mAP@10 of the items of ``mask`` (a per-modality subsample, seed 0)."""
-    emb = embed_items(heads, feats, mask, max_per_modality, seed=0, encode=step.encode)
-    return cross_modal_mean(pair_metrics(emb.vectors, emb.labels, ks=(1,)))
+    return validation_scores(heads, feats, mask, max_per_modality, encode=step.encode)["mAP@10"]
 
 
 def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int = 0,
              split_seed: int = 0, base: TrainConfig | None = None,
              init: Heads | None = None) -> FitResult:
     """Train heads (and whatever ``step`` trains) on the training split; early stopping on
-    validation cross-modal mAP@10. ``base``: the preset ``cfg`` came from, to refuse fields the
-    step's path would ignore (``train.config.check_config``); ``init``: heads to start from
+    the validation criterion (``validation_scores``: class mAP@10, or both levels).
+    ``base``: the preset ``cfg`` came from, to refuse fields the step's path would ignore
+    (``train.config.check_config``); ``init``: heads to start from
     (default: new ones, ``make_heads``)."""
     check_config(cfg, step.path, base)
     torch.manual_seed(seed)
@@ -190,7 +213,7 @@ def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int =
                 embs[m] = heads.embed(m, step.inputs(m, r))
             loss, parts = total_loss(embs, present, labels[torch.from_numpy(idx).to(dev)],
                                      heads.logit_scale(), cfg.pair_weights, cfg.positives,
-                                     cfg.mse_weight)
+                                     cfg.mse_weight, cfg.class_weight)
             if not loss.requires_grad:
                 continue
             opt.zero_grad(set_to_none=True)
@@ -208,11 +231,15 @@ def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int =
             "lr": float(sched.get_last_lr()[0]), "seconds": time.perf_counter() - t0}
         if has_val:
             t1 = time.perf_counter()
-            entry["val_mAP@10"] = validation_map(heads, feats, split == "val", step,
-                                                 cfg.val_queries)
+            val = validation_scores(heads, feats, split == "val", cfg.val_queries, cfg.select,
+                                    step.encode)
+            entry["val_mAP@10"] = val["mAP@10"]
+            if "instance_MRR" in val:
+                entry["val_instance_MRR"] = val["instance_MRR"]
+            entry["val_score"] = val["score"]
             entry["val_seconds"] = time.perf_counter() - t1
-            if entry["val_mAP@10"] > best_val:
-                best_val, best_epoch, since = entry["val_mAP@10"], epoch, 0
+            if entry["val_score"] > best_val:
+                best_val, best_epoch, since = entry["val_score"], epoch, 0
                 if cfg.patience > 0:
                     best_state = (copy.deepcopy(heads.state_dict()), step.state())
             else:
@@ -230,7 +257,7 @@ def fit_loop(feats: Features, cfg: TrainConfig, step: EmbeddingStep, seed: int =
         step.load_state(best_state[1])
     else:
         best_epoch = len(curve)
-        best_val = curve[-1].get("val_mAP@10")
+        best_val = curve[-1].get("val_score")
     heads.eval()
     step.train(False)
     return FitResult(heads=heads.cpu(), curve=curve, best_epoch=best_epoch,

@@ -2,6 +2,7 @@
 
 - ``positives_mask``: ``instance`` (row i of one modality matches row i of the other: the same
   group) or ``class`` (every same-label row is a positive; multi-positive / SupCon style).
+- ``both`` (in ``total_loss``): the instance term plus ``class_weight`` x the class term.
 - ``info_nce``: symmetric InfoNCE with a positives mask; with the identity mask it is CLIP's loss.
 - ``mse_to_mean``: pull each modality's embedding towards the per-sample mean of the modalities
   present (the reference's 0.1 x MSE term).
@@ -14,10 +15,10 @@ from itertools import combinations
 
 import torch
 
-from unibind.errors import unknown
+from unibind.errors import UsageError, unknown
 from unibind.modalities import MODALITIES
 
-POSITIVES = ("instance", "class")
+POSITIVES = ("instance", "class", "both")
 
 
 def pair_name(a: str, b: str) -> str:
@@ -36,7 +37,7 @@ def positives_mask(labels_a: torch.Tensor, labels_b: torch.Tensor, kind: str) ->
     """Boolean ``[n_a, n_b]``: which b rows are positives of each a row."""
     if kind == "instance":
         if len(labels_a) != len(labels_b):
-            raise ValueError("instance positives need aligned rows")
+            raise UsageError("instance positives need aligned rows")
         return torch.eye(len(labels_a), dtype=torch.bool, device=labels_a.device)
     if kind == "class":
         return labels_a[:, None] == labels_b[None, :]
@@ -75,8 +76,8 @@ def mse_to_mean(embs: dict[str, torch.Tensor], present: dict[str, torch.Tensor])
 
 def total_loss(embs: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
                labels: torch.Tensor, scale: torch.Tensor, weights: dict[str, float],
-               positives: str = "instance", mse_weight: float = 0.0
-               ) -> tuple[torch.Tensor, dict[str, float]]:
+               positives: str = "instance", mse_weight: float = 0.0,
+               class_weight: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted pair losses on a batch of triplets (rows aligned across modalities).
 
     ``embs[m]`` is ``[n, D]`` (rows of missing items are ignored), ``present[m]`` a bool ``[n]``,
@@ -89,7 +90,12 @@ def total_loss(embs: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
         if w == 0 or int(both.sum()) < 2:
             continue
         lab = labels[both]
-        loss = info_nce(embs[a][both], embs[b][both], scale, positives_mask(lab, lab, positives))
+        ea, eb = embs[a][both], embs[b][both]
+        if positives == "both":
+            loss = (info_nce(ea, eb, scale, positives_mask(lab, lab, "instance"))
+                    + class_weight * info_nce(ea, eb, scale, positives_mask(lab, lab, "class")))
+        else:
+            loss = info_nce(ea, eb, scale, positives_mask(lab, lab, positives))
         total = total + w * loss
         parts[pair_name(a, b)] = float(loss.detach())
     if mse_weight > 0:

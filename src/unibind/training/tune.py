@@ -1,9 +1,11 @@
 """Hyper-parameter search with Optuna on validation data (the test split is never looked at).
 
-Search space: lr, D, temperature init, pair weights, positives, MSE weight. Objective: validation
-mean cross-modal mAP@10, minus a penalty when no mixed-search mode meets the balance constraint
-(share@10 within 10 points of pool share and R@10 within 2 points of per-target search). The best
-config is written as JSON that ``unibind train --config`` accepts.
+Search space: lr, D, temperature init, pair weights, positives, MSE weight. Objective: the
+validation criterion training selects on (the base preset's ``select``: class mAP@10, or for
+``default`` the mean of instance MRR and class mAP@10), minus a penalty when no mixed-search
+mode meets the balance constraint (share@10 within 10 points of pool share and R@10 within 2
+points of per-target search). The best config is written as JSON that ``unibind train
+--config`` accepts.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SEARCH_SPACE = {
     "embed_dim": "one of 64, 128, 256, 512",
     "temperature": "log-uniform [0.02, 0.2]",
     "pair_weights": "uniform [0.2, 1.0] per pair",
-    "positives": "instance | class",
+    "positives": "instance | class | both",
     "mse_weight": "uniform [0, 0.5]",
 }
 
@@ -42,7 +44,7 @@ def suggest(trial: Any, base: TrainConfig) -> TrainConfig:
         embed_dim=trial.suggest_categorical("embed_dim", [64, 128, 256, 512]),
         temperature=trial.suggest_float("temperature", 0.02, 0.2, log=True),
         pair_weights={p: trial.suggest_float(f"w_{p}", 0.2, 1.0) for p in pair_names()},
-        positives=trial.suggest_categorical("positives", ["instance", "class"]),
+        positives=trial.suggest_categorical("positives", ["instance", "class", "both"]),
         mse_weight=trial.suggest_float("mse_weight", 0.0, 0.5),
     )
 
@@ -63,7 +65,8 @@ def score_config(feats: Features, cfg: TrainConfig, seed: int = 0) -> dict[str, 
         raise UsageError("tuning needs a validation split (val_fraction > 0 or manifest 'val')")
     stats = space_stats(res.heads, feats, res.split)
     penalty = balance_penalty(stats["search"])
-    return {"val_mAP@10": res.best_val, "penalty": penalty, "objective": res.best_val - penalty,
+    return {"val_score": res.best_val, "val_mAP@10": res.best_entry.get("val_mAP@10"),
+            "penalty": penalty, "objective": res.best_val - penalty,
             "epochs": len(res.curve), "mode": stats["search"]["mode"]}
 
 
@@ -85,15 +88,16 @@ def tune(features: Features | str | os.PathLike, trials: int = 20,
         cfg = suggest(trial, base_cfg)
         result = score_config(feats, cfg, seed)
         history.append({"trial": trial.number, "params": trial.params, **result})
-        log.info("trial %d: objective %.4f (val mAP@10 %.4f, penalty %.4f)", trial.number,
-                 result["objective"], result["val_mAP@10"], result["penalty"])
+        log.info("trial %d: objective %.4f (val score %.4f, penalty %.4f)", trial.number,
+                 result["objective"], result["val_score"], result["penalty"])
         return result["objective"]
 
     study.optimize(objective, n_trials=trials, timeout=timeout)
     best_cfg = suggest(optuna.trial.FixedTrial(study.best_params), base_cfg)
     best = history[study.best_trial.number]
     summary = {"best": {"objective": study.best_value, **{k: best[k] for k in
-                                                          ("val_mAP@10", "penalty", "mode")}},
+                                                          ("val_score", "val_mAP@10", "penalty",
+                                                           "mode")}},
                "config": to_dict(best_cfg), "base": base, "seed": seed, "trials": len(history),
                "seconds": round(time.perf_counter() - t0, 2), "search_space": SEARCH_SPACE,
                "history": history}

@@ -27,7 +27,7 @@ from unibind.errors import UsageError
 from unibind.eval.metrics import cross_modal_mean, pair_metrics
 from unibind.features.folder import Features
 from unibind.features.splits import group_keys
-from unibind.run.folder import Run, save_run
+from unibind.run.folder import Run
 from unibind.run.heads import Heads, HeadsConfig
 from unibind.training.config import TrainConfig
 
@@ -50,17 +50,21 @@ def check_trainable(feats: Features, cfg: TrainConfig) -> TrainConfig:
             "dirs`, or a `label` column) or groups (files sharing a stem, e.g. beach.jpg + "
             "beach.wav + beach.txt, or a `group` column) -- or use `unibind bind`, which needs "
             "neither.")
-    if not labelled and cfg.positives == "class":
+    if not labelled and cfg.positives in ("class", "both"):
         log.warning("no labels: training with instance positives (%d groups link modalities)",
                     linked)
         cfg = replace(cfg, positives="instance")
+    elif linked == 0 and cfg.positives == "both":
+        log.info("no group links two modalities: training with class positives only")
+        cfg = replace(cfg, positives="class")
     return cfg
 
 
 def start_heads(run: Run, feats: Features, cfg: TrainConfig, freeze_bound: bool = False
                 ) -> Heads:
-    """Heads in the bound run's layout with its weights; modalities it lacks get a new linear
-    head on unit inputs. ``freeze_bound``: the bound heads do not train."""
+    """Heads in the bound run's layout with its weights; modalities it lacks (or holds in a
+    space of their own, ``own_space``) get a new linear head on unit inputs. ``freeze_bound``:
+    the bound heads do not train."""
     base = run.heads.cfg
     dims, kinds = dict(base.dims), dict(base.kinds)
     for m in feats.modalities:
@@ -72,16 +76,25 @@ def start_heads(run: Run, feats: Features, cfg: TrainConfig, freeze_bound: bool 
     heads = Heads(HeadsConfig(dims=dims, embed_dim=base.embed_dim, hidden=0, kinds=kinds,
                               logit_scale_init=1.0 / cfg.temperature,
                               logit_scale_max=cfg.logit_scale_max))
-    state = {f"proj.{k}": v for k, v in run.heads.proj.state_dict().items()}
+    own = own_space(run)  # no text side in the bound run: a fresh head, as a missing modality
+    state = {f"proj.{k}": v for k, v in run.heads.proj.state_dict().items()
+             if k.split(".")[0] not in own}
     missing = heads.load_state_dict(state, strict=False).missing_keys
-    known = {k for k in missing if k.startswith("proj.") and k.split(".")[1] in run.modalities}
+    known = {k for k in missing if k.startswith("proj.") and k.split(".")[1] in run.modalities
+             and k.split(".")[1] not in own}
     if known:
         raise UsageError(f"--init {run.path}: heads do not match its layout ({sorted(known)})")
     heads.log_logit_scale.requires_grad_(cfg.learn_scale)
     if freeze_bound:
         for m in run.modalities:
-            heads.proj[m].requires_grad_(False)
+            if m not in own:
+                heads.proj[m].requires_grad_(False)
     return heads
+
+
+def own_space(run: Run) -> set[str]:
+    """Modalities of a bound run that reach only themselves (``Run.reach``: no text side)."""
+    return {m for m in run.modalities if not set(run.reach.get(m, run.modalities)) - {m}}
 
 
 def _val_pairs(heads: Heads, feats: Features, split: np.ndarray) -> dict[str, dict[str, float]]:
@@ -100,15 +113,22 @@ def _mix(tuned: Heads, added: Heads, pick: dict[str, str]) -> Heads:
     return heads
 
 
+def _value(metrics: dict[str, Any] | None) -> float:
+    """A pair's mAP@10; -1 when absent or not measured."""
+    v = (metrics or {}).get("mAP@10")
+    return -1.0 if v is None else float(v)
+
+
 def choose(candidates: dict[str, tuple[Heads, dict[str, dict[str, float]]]],
            floor: dict[str, float]) -> tuple[str, dict[str, Any]]:
     """The candidate with the best mean cross-modal mAP@10 among those at or above ``floor``
     (the bound run's mAP@10 per pair it covers)."""
     table = {}
     for name, (_, pairs) in candidates.items():
-        ok = all(pairs.get(p, {}).get("mAP@10", -1.0) >= v - 1e-9 for p, v in floor.items())
-        table[name] = {"mean_mAP@10": cross_modal_mean(pairs), "meets_floor": ok,
-                       "pairs": {p: round(v["mAP@10"], 4) for p, v in pairs.items()}}
+        ok = all(_value(pairs.get(p)) >= v - 1e-9 for p, v in floor.items() if v is not None)
+        table[name] = {"mean_mAP@10": cross_modal_mean(pairs) or 0.0, "meets_floor": ok,
+                       "pairs": {p: None if v["mAP@10"] is None else round(v["mAP@10"], 4)
+                                 for p, v in pairs.items()}}
     eligible = [n for n, t in table.items() if t["meets_floor"]] or list(table)
     best = max(eligible, key=lambda n: table[n]["mean_mAP@10"])
     return best, table
@@ -118,8 +138,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
                      preset_name: str, cfg: TrainConfig, seed: int = 0, split_seed: int = 0,
                      threads: int | None = 1) -> dict[str, Any]:
     """See the module doc; writes the run at ``out`` and returns train's summary + the choice."""
-    from unibind.eval.calibration import space_stats
-    from unibind.training.fit import fit, run_info
+    from unibind.training.finish import finish_run
+    from unibind.training.fit import fit
 
     run = Run.load(init)
     if run.info.get("made_by") != "bind":
@@ -129,7 +149,7 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
     tuned = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
                 heads=start_heads(run, feats, cfg))
     split = tuned.split
-    new = [m for m in feats.modalities if m not in run.modalities]
+    new = [m for m in feats.modalities if m not in run.modalities or m in own_space(run)]
     if new:
         added = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads,
                     heads=start_heads(run, feats, cfg, freeze_bound=True)).heads
@@ -138,8 +158,8 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
     scratch = fit(feats, cfg, seed=seed, split_seed=split_seed, threads=threads)
     in_bound = feats.items["modality"].isin(run.modalities).to_numpy()
     bound_pairs = _val_pairs(run.heads, _only(feats, run.modalities), split[in_bound])
-    floor = {p: v["mAP@10"] for p, v in bound_pairs.items() if p.split("->")[0] !=
-             p.split("->")[1]}
+    floor = {p: v["mAP@10"] for p, v in bound_pairs.items()  # cross-modal pairs it reaches
+             if (q := p.split("->"))[0] != q[1] and q[1] in run.reach.get(q[0], [q[1]])}
     bound_mods = [m for m in run.modalities if m in feats.modalities]
     candidates: dict[str, tuple[Heads, dict]] = {}
     for choice in itertools.product(("tuned", "added"), repeat=len(bound_mods)):
@@ -154,19 +174,13 @@ def train_from_bound(feats: Features, init: str | os.PathLike, out: str | os.Pat
              table[best]["mean_mAP@10"], {p: round(v, 3) for p, v in floor.items()})
     res = scratch if best == "scratch" else tuned
     res.heads = heads
-    stats = space_stats(heads, feats, split)
-    out = Path(out)
-    info = run_info(feats, out, preset_name, cfg, seed, res, stats, extra={
-        "made_by": "train --init", "views": run.views,
+    summary = finish_run(feats, out, heads, res, preset_name, cfg, seed, info_extra={
+        "made_by": "train --init", "views": run.views, "best_val_mAP@10":
+            table[best]["mean_mAP@10"],
         "init": {"run": str(Path(init).resolve()), "kept": best, "bound_val_mAP@10": floor,
-                 "candidates": table}})
-    info["best_val_mAP@10"] = table[best]["mean_mAP@10"]
-    save_run(out, heads, info, centers=stats["centers"])
-    return {"run": str(out), "preset": preset_name, "seed": seed, "epochs": len(res.curve),
-            "best_epoch": res.best_epoch, "val_mAP@10": table[best]["mean_mAP@10"],
-            "stopped_early": res.stopped_early, "seconds": round(res.seconds, 3),
-            "split": res.split_info, "kept": best, "candidates": table,
-            "search": {k: stats["search"][k] for k in ("center", "mode")}}
+                 "candidates": table}}, summary_extra={"kept": best, "candidates": table})
+    summary["val_mAP@10"] = table[best]["mean_mAP@10"]
+    return summary
 
 
 def _only(feats: Features, modalities: list[str]) -> Features:
@@ -175,4 +189,4 @@ def _only(feats: Features, modalities: list[str]) -> Features:
     return head_features(feats, [m for m in feats.modalities if m in modalities])
 
 
-__all__ = ["check_trainable", "choose", "start_heads", "train_from_bound"]
+__all__ = ["check_trainable", "choose", "own_space", "start_heads", "train_from_bound"]

@@ -21,7 +21,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from unibind.errors import UnibindError
+
 log = logging.getLogger(__name__)
+
+
+class SwapError(UnibindError, OSError):
+    """The system refused an atomic swap of two paths (errno, reason and path as OSError)."""
 
 # Fault injection for tests: called with the name of each step of a folder swap
 # ("staged", "moved-old", "swapped"); a test may kill the process there.
@@ -103,7 +109,7 @@ def _exchange(a: Path, b: Path) -> bool:
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
         return False
-    raise OSError(err, os.strerror(err), str(a))
+    raise SwapError(err, os.strerror(err), str(a))
 
 
 def _pid_alive(pid: int) -> bool:

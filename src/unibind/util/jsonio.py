@@ -8,18 +8,26 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from unibind.errors import UsageError
+from unibind.errors import UnibindError, UsageError
 from unibind.util.atomic import atomic_file
 
 T = TypeVar("T")
 
 
+class JsonError(UnibindError, ValueError):
+    """A JSON file that cannot be parsed (the message names the file)."""
+
+
+class NotSerialisable(UnibindError, TypeError):
+    """A value with no JSON form was handed to ``write_json_atomic`` / ``to_dict``."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a damaged one raises ``ValueError`` naming the file."""
+    """Parse a JSON file; a damaged one raises ``JsonError`` (a ``ValueError``) naming the file."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise JsonError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -36,7 +44,7 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    raise NotSerialisable(f"not JSON serialisable: {type(value).__name__}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

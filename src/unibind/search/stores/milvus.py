@@ -7,7 +7,7 @@ centring; counts) is stored as JSON in the collection's properties, so ``open_in
 collection built from another run exactly as it refuses a faiss folder.
 
 Searches run in the store: one search per target modality with the filter
-``modality == "<m>"``, merged by ``unibind.balance`` exactly as the faiss parts are. With the
+``modality == "<m>"``, merged by ``unibind.search.merge`` exactly as the faiss parts are. With the
 default ``FLAT`` index the results equal faiss ``Flat`` (tested); other Milvus index types
 (``IVF_FLAT``, ``HNSW``, ``IVF_PQ``, ``DISKANN``, ``GPU_CAGRA`` on a server) trade recall for
 speed. Milvus Lite lets one process at a time open a file; serve several processes from a

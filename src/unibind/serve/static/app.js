@@ -95,8 +95,10 @@ function showWithheld(result) {
   // targets a mixed search gave no slots: unreachable, or their scores at the noise floor
   const entries = Object.entries(result.withheld || {});
   const box = $("#withheld");
-  box.hidden = !entries.length;
-  box.textContent = entries.map(([m, why]) => `No ${MOD_NAMES[m] || m}: ${why}.`).join(" ");
+  const lines = entries.map(([m, why]) => `No ${MOD_NAMES[m] || m}: ${why}.`);
+  if (result.note) lines.push(result.note.charAt(0).toUpperCase() + result.note.slice(1) + ".");
+  box.hidden = !lines.length;
+  box.textContent = lines.join(" ");
 }
 
 function render(result, ms) {
