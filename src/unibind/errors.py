@@ -42,3 +42,13 @@ def unknown(what: str, value: object, allowed: object) -> UnknownName:
     """``UnknownName("unknown profile 'x'; choose from a, b, c")`` for ``raise``."""
     names = ", ".join(str(a) for a in allowed)
     return UnknownName(f"unknown {what} {value!r}; choose from {names}")
+
+
+class Interrupted(UnibindError):
+    """The user stopped a long stage (Ctrl-C); what finished is kept and a re-run resumes."""
+
+    exit_code = 130
+
+    def __init__(self, batches: int = 0):
+        self.batches = batches
+        super().__init__(f"interrupted; {batches} batches saved, re-run to resume")

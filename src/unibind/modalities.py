@@ -158,11 +158,16 @@ TEXT = register_modality(Modality(
     "text", inline=True, extensions=frozenset({".txt"}), override_backend="hf-text",
     known_dims={"bert-base-uncased": 768}, color="#1f77b4", marker="o"))
 IMAGE = register_modality(Modality(
-    "image", extensions=frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"}),
+    "image", extensions=frozenset({  # what Pillow reads (tests/data/test_folder.py checks)
+        ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".dib", ".gif",
+        ".tif", ".tiff", ".ico", ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".pcx", ".sgi",
+        ".qoi", ".jp2", ".j2k"}),
     override_backend="hf-clip", known_dims={"openai/clip-vit-large-patch14": 768},
     color="#ff7f0e", marker="s", preview="image", sniff=_sniff_image))
 AUDIO = register_modality(Modality(
-    "audio", extensions=frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"}),
+    "audio", extensions=frozenset({  # what soundfile (libsndfile) reads
+        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+        ".au", ".snd", ".caf", ".w64", ".rf64"}),
     override_backend="hf-clap", known_dims={"laion/larger_clap_general": 512},
     color="#2ca02c", marker="^", preview="audio", sniff=_sniff_audio))
 BUILTIN: tuple[str, ...] = ("text", "image", "audio")

@@ -101,3 +101,66 @@ def test_unknown_engine_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["extract", str(manifest), "--out", str(tmp_path / "f"),
                                    "--profile", "tiny", "--engine", "spark"])
     assert res.exit_code == 2 and "unknown engine" in res.output
+
+
+def test_connection_failure_is_one_line_naming_the_address(monkeypatch):
+    import ray
+
+    from unibind.features import ray_engine
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to GCS: UNAUTHENTICATED: missing auth token")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(ray_engine.RayConnectionError) as info:
+        with ray_engine._cluster("10.0.0.5:6379"):
+            pass
+    msg = str(info.value)
+    assert "10.0.0.5:6379" in msg and "RAY_AUTH_MODE=token" in msg and "\n" not in msg
+
+
+def test_extract_interrupted_says_how_many_batches_were_saved(tmp_path, monkeypatch):
+    from unibind.errors import Interrupted
+    from unibind.features import local_engine, work
+
+    calls = {"n": 0}
+    real = work.run_batch
+
+    def stop_on_third(encoder, prepared, cache):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(encoder, prepared, cache)
+
+    monkeypatch.setattr(work, "run_batch", stop_on_third)
+    from tests.fixtures.media import make_media_folder
+    from unibind.data.folder import build_folder_manifest
+    from unibind.features.extract import extract
+
+    manifest = build_folder_manifest(make_media_folder(tmp_path / "d", per_label=3),
+                                     labels="dirs")
+    with pytest.raises(Interrupted) as info:
+        extract(manifest, tmp_path / "f", profile="tiny", batch_size=2,
+                cache_dir=tmp_path / "cache")
+    assert info.value.exit_code == 130
+    assert str(info.value) == f"interrupted; {info.value.batches} batches saved, re-run to resume"
+    assert info.value.batches >= 2
+    assert local_engine  # the local engine raised it
+
+
+def test_unreachable_address_fails_at_once():
+    import socket
+    import time
+
+    from unibind.features import ray_engine
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ray_engine.RayConnectionError, match=f"127.0.0.1:{port}"):
+        ray_engine.check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 5
+    ray_engine.check_reachable("auto")  # left to Ray

@@ -63,3 +63,25 @@ def test_report_cli_without_metrics(tmp_path: Path):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["metrics"] is False
     assert "unibind evaluate" in Path(out["report"]).read_text()
+
+
+def test_default_example_queries(tmp_path: Path):
+    import pandas as pd
+
+    from unibind.report.examples import pick_example_queries
+
+    def table(rows):
+        return pd.DataFrame(rows, columns=["id", "modality", "label", "path", "text"])
+
+    captions = table([("t1", "text", "", "", "a red boat"), ("t2", "text", "", "", "a cat"),
+                      ("i1", "image", "", "i1.png", "")])
+    assert pick_example_queries(captions, ["text", "image"], tmp_path, 2) == [
+        {"text": ["a red boat"]}, {"text": ["a cat"]}]
+    labelled = table([("i1", "image", "boat", "i1.png", ""), ("i2", "image", "cat", "i2.png", "")])
+    assert pick_example_queries(labelled, ["text", "image"], tmp_path) == [
+        {"text": ["boat"]}, {"text": ["cat"]}]
+    bare = table([(f"i{i}", "image", "", f"i{i}.png", "") for i in range(5)]
+                 + [("a1", "audio", "", "a1.wav", "")])
+    got = pick_example_queries(bare, ["image", "audio"], tmp_path, 3)
+    assert got == [{"image": [str(tmp_path / "i0.png")]}, {"image": [str(tmp_path / "i4.png")]},
+                   {"audio": [str(tmp_path / "a1.wav")]}]

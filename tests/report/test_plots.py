@@ -59,3 +59,35 @@ def test_files_are_named_after_the_method_used(tmp_path: Path):
     assert not list((run / "plots").glob("umap_*"))
     assert plot_files(run / "plots") == {"class": summary["by_class"],
                                          "modality": summary["by_modality"]}
+
+
+def test_unlabelled_collections_are_coloured_by_group_or_folder():
+    from unibind.report.plots import colour_key
+
+    labelled = pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "y", "x"],
+                             "group": ["", "", ""]})
+    assert colour_key(labelled)[0] == "class"
+    paired = pd.DataFrame({"id": ["d/1.png", "d/1.wav", "e/2.png"], "label": ["", "", ""],
+                           "group": ["d/1", "d/1", "e/2"]})
+    kind, key = colour_key(paired)
+    assert kind == "group" and list(key) == ["d/1", "d/1", "e/2"]
+    lone = pd.DataFrame({"id": ["pics/1.png", "sounds/2.wav", "3.txt"], "label": [""] * 3,
+                         "group": ["pics/1", "sounds/2", "3"]})
+    kind, key = colour_key(lone)
+    assert kind == "folder" and list(key) == ["pics", "sounds", "(top)"]
+
+
+def test_unlabelled_run_plots_without_warnings(tmp_path: Path):
+    import warnings
+
+    from unibind.features.folder import load_features, save_features
+
+    run = clustered_run(tmp_path, n=8)
+    feats = load_features(tmp_path / "features")
+    items = feats.items.assign(label="")
+    save_features(tmp_path / "features", items, feats.arrays, feats.meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels found"
+        summary = plot_run(run, method="pca")
+    assert summary["by"] in ("group", "folder")
+    assert Path(summary["by_class"]).name == f"pca_by_{summary['by']}.png"

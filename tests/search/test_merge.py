@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unibind.search.merge import MODES, merge_topk
+from unibind.search.merge import MODES, apply_floor, merge_topk, noise_floors
 
 
 def _lists(rng, n_q=6, sizes=None):
@@ -97,3 +97,44 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="image"):
         merge_topk({"text": (np.zeros((2, 1)), np.zeros((2, 1))),
                     "image": (np.zeros((3, 1)), np.zeros((3, 1)))}, 1, "none")
+
+
+def test_balanced_ranks_chosen_items_by_score_across_modalities():
+    rng = np.random.default_rng(4)
+    per = _lists(rng)
+    scores, mods, rows = merge_topk(per, 9, "balanced")
+    quota, qmods, qrows = merge_topk(per, 9, "balanced", rank_chosen=False)
+    for qi in range(6):
+        assert np.all(np.diff(scores[qi]) <= 0)  # no raw-score inversions without stats
+        assert sorted(zip(mods[qi], rows[qi])) == sorted(zip(qmods[qi], qrows[qi]))  # same items
+    cal = {"text": (0.9, 0.1), "image": (0.2, 0.5), "audio": (0.5, 0.2)}
+    scores, mods, _ = merge_topk(per, 9, "balanced", cal)
+    for qi in range(6):
+        z = [(s - cal[m][0]) / cal[m][1] for s, m in zip(scores[qi], mods[qi])]
+        assert np.all(np.diff(z) <= 1e-9)  # ranked by calibrated score
+        assert list(mods[qi]).count("text") == 3  # the quota still holds
+
+
+def test_noise_floor_withholds_targets_without_signal():
+    noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]],  # 1000 pairs: floors to n=33
+             "audio": [[0.5, 1.0, 2.0, 3.0], [0.0, 0.05, 0.1, 0.15]]}
+    floors = noise_floors(noise, {"image": 10, "audio": 10, "text": 10}, factor=10)
+    assert floors == pytest.approx({"image": 0.3, "audio": 0.1})  # log10(10 * 10) = 2
+    per = {"image": (np.array([[0.9, 0.2], [0.25, 0.2]]), np.array([[1, 2], [3, 4]])),
+           "audio": (np.array([[0.05, 0.0], [0.5, 0.1]]), np.array([[5, 6], [7, 8]])),
+           "text": (np.array([[0.01, 0.0], [0.0, -0.1]]), np.array([[9, 10], [11, 12]]))}
+    kept, low = apply_floor(per, floors)
+    assert low["audio"].tolist() == [True, False] and low["image"].tolist() == [False, True]
+    assert not low["text"].any()  # no quantiles: never withheld
+    assert (kept["audio"][1][0] == -1).all() and (kept["image"][1][1] == -1).all()
+    _, names, _ = merge_topk(kept, 4, "balanced")
+    assert "audio" not in names[0] and "image" not in names[1]
+    # when every target is at the floor none is withheld
+    _, low = apply_floor({"image": per["image"]}, {"image": 5.0})
+    assert not low["image"].any()
+
+
+def test_no_floor_where_too_few_pairs_were_measured():
+    noise = {"image": [[0.5, 1.0, 2.0, 3.0], [0.1, 0.2, 0.3, 0.4]]}  # 10^3 pairs measured
+    assert noise_floors(noise, {"image": 30}) != {}  # 3 * 30 = 90 <= 1000 / 10
+    assert noise_floors(noise, {"image": 40}) == {}  # 120 > 100: the quantile is a guess

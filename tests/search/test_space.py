@@ -90,3 +90,28 @@ def test_cli_errors_are_clear(run_path: Path, tmp_path: Path):
     assert res.exit_code == 2 and "--text" in res.output
     res = runner.invoke(app, ["search", str(run_path), "--text", "x", "--modality", "smell"])
     assert res.exit_code == 2 and "smell" in res.output
+
+
+def test_targets_at_the_noise_floor_or_out_of_reach_get_no_slots(run_path: Path):
+    space = Space.load(run_path)
+    xs = [0.5, 1.0, 2.0, 3.0, 4.0, 5.0]
+    high, low = [[xs, [2.0] * 6], [xs, [-2.0] * 6]]  # scores no item reaches / every item does
+    space.run.info["noise_pairs"] = {"text": {"text": low, "image": low, "audio": high}}
+    result = space.search(text="rain", k=9, balance="balanced")
+    assert {r["modality"] for r in result["results"]} == {"text", "image"}
+    assert "noise floor" in result["withheld"]["audio"]
+    assert set(result["noise_floor"]) == {"text", "image", "audio"}
+    kept = space.search(text="rain", k=9, balance="balanced", floor=False)
+    assert "withheld" not in kept and "audio" in {r["modality"] for r in kept["results"]}
+    space.run.info.pop("noise_pairs")
+    space.run.info["reach"] = {"text": ["text", "image"]}
+    result = space.search(text="rain", k=9, balance="balanced")
+    assert "audio" not in {r["modality"] for r in result["results"]}
+    assert "audio" in result["note"] and "withheld" not in result  # reach: not searched
+
+
+def test_balanced_results_are_ranked_by_calibrated_score(space: Space):
+    result = space.search(text="rain", k=9, balance="balanced")
+    cal = space.run.info["calibration_pairs"]["text"]
+    z = [(r["score"] - cal[r["modality"]][0]) / cal[r["modality"]][1] for r in result["results"]]
+    assert all(b - a <= 1e-4 for a, b in zip(z, z[1:]))  # (scores are rounded to 6 places)

@@ -132,3 +132,32 @@ def test_type_drop_click_and_keyboard(page_url, tmp_path: Path):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_group_by_modality_toggle(page_url):
+    url, _ = page_url
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            page.fill("#q", "rain")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(".result")
+            assert not page.query_selector(".group-head")
+            with page.expect_response(lambda r: r.url.endswith("/api/search")):
+                page.check("#group")
+            page.wait_for_selector(".group-head")
+            seq = page.eval_on_selector_all(
+                "#results > li", "els => els.map(e => e.className + ':' + e.dataset.modality)")
+            heads = [s.split(":")[1] for s in seq if s.startswith("group-head")]
+            mods = [s.split(":")[1] for s in seq if s.startswith("result")]
+            assert len(heads) == len(set(heads)) >= 1
+            # every result sits under its own modality's heading, rank order kept inside
+            assert mods == [m for h in heads for m in mods if m == h]
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.is_checked("#group")  # remembered
+        finally:
+            browser.close()

@@ -85,3 +85,18 @@ def test_write_manifest_uses_the_atomic_helper(tmp_path: Path,
         assert read_manifest(tmp_path / name).table["text"].tolist() == ["héllo"]
     assert len(synced) >= 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "m.jsonl", "m.parquet"]
+
+
+def test_artifacts_follow_the_users_umask(tmp_path: Path):
+    """A real process with ``umask 022`` writes files 0644 and folders 0755 (not 0600/0700)."""
+    import os
+
+    code = ("import sys; from unibind.util.atomic import atomic_file, atomic_folder\n"
+            "with atomic_file(sys.argv[1] + '/f.json', 'w') as fh: fh.write('{}')\n"
+            "with atomic_folder(sys.argv[1] + '/run') as d: (d / 'x').write_text('x')\n")
+    src = Path(__file__).resolve().parents[2] / "src"
+    subprocess.run(["sh", "-c", f'umask 022 && exec "{sys.executable}" -c "$0" "$1"', code,
+                    str(tmp_path)], check=True, env={**os.environ, "PYTHONPATH": str(src)})
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "run" / "x").stat().st_mode & 0o777 == 0o644

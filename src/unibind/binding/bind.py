@@ -334,7 +334,8 @@ def bind(features: Features | str | os.PathLike, out: str | os.PathLike,
             "data_digest": data_digest(feats), "modalities": heads.modalities,
             "split": split_info, "curve": [], "best_epoch": 0, "best_val_mAP@10": None,
             **{k: stats[k] for k in ("calibration", "calibration_pairs", "calibration_centered",
-                                     "calibration_pairs_centered")},
+                                     "calibration_pairs_centered", "noise_pairs",
+                                     "noise_pairs_centered")},
             "search": stats["search"]}
     save_run(out, heads, info, centers=centers)
     log.info("wrote bound run %s (%s, pivot %s)", out, scheme, block.info["pivot"])

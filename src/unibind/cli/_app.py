@@ -28,6 +28,9 @@ class UnibindGroup(TyperGroup):
         except UnibindError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C outside a stage that counts what it saved
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(cls=UnibindGroup, add_completion=False, no_args_is_help=True,

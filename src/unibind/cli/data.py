@@ -13,6 +13,17 @@ data_app = typer.Typer(no_args_is_help=True, help="Build dataset manifests.")
 app.add_typer(data_app, name="data")
 
 
+def key_values(summary: dict) -> str:
+    """A summary as ``key: value`` lines (what the data commands print without ``--json``)."""
+    def show(v: object) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {x}" for k, x in v.items()) or "none"
+        if isinstance(v, (list, tuple)):
+            return ", ".join(str(x) for x in v) or "none"
+        return str(v)
+    return "\n".join(f"{k}: {show(v)}" for k, v in summary.items())
+
+
 def manifest_summary(path: Path) -> dict:
     from unibind.data.manifest import read_manifest
 
@@ -31,14 +42,19 @@ def folder(src: Path = typer.Argument(..., help="Any folder tree of images, audi
            as_json: bool = JSON_OPTION) -> None:
     """Build a manifest from a folder tree (images, audio, .txt captions); files sharing a stem
     in one folder share a group. Labels only with --labels dirs."""
-    from unibind.data.folder import build_folder_manifest
+    from unibind.data.folder import SHOW_SKIPPED, build_folder_manifest
 
-    emit(manifest_summary(build_folder_manifest(src, out, labels=labels)), as_json)
+    skipped: list[str] = []
+    summary = manifest_summary(build_folder_manifest(src, out, labels=labels, skipped=skipped))
+    if skipped:  # files of no known type, named (the first SHOW_SKIPPED)
+        summary["skipped"] = len(skipped)
+        summary["skipped_files"] = skipped[:SHOW_SKIPPED]
+    emit(summary, as_json, key_values(summary))
 
 
 def _finish(summary: dict, as_json: bool) -> None:
     """Emit the summary; exit 1 when some items failed (they are listed in ``errors``)."""
-    emit(summary, as_json)
+    emit(summary, as_json, key_values(summary))
     check_items(summary, "the summary's errors")
 
 
@@ -92,7 +108,7 @@ def images(out: Path = typer.Option(..., "--out", help="Output folder (manifest.
         per_class = 5
     summary = build_images(out, names, per_class, from_folder=from_folder, min_side=min_side,
                            extra=extra, query_template=query, manifest=manifest)
-    emit(summary, as_json)
+    emit(summary, as_json, key_values(summary))
 
 
 @data_app.command("captions")
@@ -146,7 +162,7 @@ def triplets(manifests: list[Path] = typer.Argument(..., help="Manifests to join
 
     summary = build_triplets(manifests, out, modalities=modality or None,
                              keep_incomplete=keep_incomplete)
-    emit(summary, as_json)
+    emit(summary, as_json, key_values(summary))
 
 
 @data_app.command("tuxpaint")
@@ -167,4 +183,4 @@ def tuxpaint(out: Path = typer.Option(None, "--out", help="Output folder (manife
 
     summary = build_tuxpaint(out=out, deb=deb, source=source, level=level, extras=extras)
     typer.echo(f"licence: {summary['licence']}", err=True)
-    emit(summary, as_json)
+    emit(summary, as_json, key_values(summary))

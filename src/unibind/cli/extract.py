@@ -28,7 +28,7 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest (.parquet/.csv/.
                                         "model exports faithfully, torch on cuda), torch, onnx."),
             quantize: str = typer.Option(None, help="int8: dynamically quantized ONNX graphs "
                                          "(faster on the CPU, own cache entries)."),
-            engine: str = typer.Option("local", help="local, or ray (needs unibind[ray])."),
+            engine: str = typer.Option("local", help="local, or ray (needs unibind\\[ray])."),
             address: str = typer.Option(None, help="Ray cluster: auto, ray://HOST:PORT "
                                         "(default: a local one)."),
             cache_dir: Path = typer.Option(None, help="Feature cache (default: user cache)."),

@@ -14,7 +14,9 @@ def report(run: Path = RUN_ARG,
            out: Path = typer.Option(None, "--out", help="HTML file (default RUN/report.html)."),
            query: list[str] = typer.Option(None, "--query",
                                            help="Text queries to show (default: the examples "
-                                                "saved by `unibind demo`, if any)."),
+                                                "saved by `unibind demo`, else the "
+                                                "collection's captions or labels, else a few "
+                                                "of its items)."),
            k: int = typer.Option(5, "--k", min=1),
            as_json: bool = JSON_OPTION) -> None:
     """One HTML page: dataset, training curve, 3x3 metrics, modality shares, plots, examples."""

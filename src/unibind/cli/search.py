@@ -23,6 +23,10 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
            via_pairs: int = typer.Option(0, "--via-pairs", min=0,
                                          help="Also reach items paired (same group) with the "
                                               "query's N nearest same-modality items."),
+           no_floor: bool = typer.Option(False, "--no-floor",
+                                         help="Keep target modalities whose best score is at "
+                                              "the noise floor (by default they get no slots "
+                                              "in a mixed search)."),
            index: str = typer.Option(None, "--index", "--store",
                                      help="Index folder (default: RUN/index) or a Milvus store "
                                           "URI (milvus://PATH.db, http://HOST:19530)."),
@@ -35,5 +39,6 @@ def search(run: Path = typer.Argument(..., help="Run folder (indexed with `unibi
     if not given:
         fail(f"give at least one query: {query_flags()}")
     space = Space.load(run, index)
-    result = space.search(k=k, modality=modality, balance=balance, via_pairs=via_pairs, **given)
+    result = space.search(k=k, modality=modality, balance=balance, via_pairs=via_pairs,
+                          floor=not no_floor, **given)
     emit(result, as_json, format_results(result))

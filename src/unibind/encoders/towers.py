@@ -8,15 +8,14 @@ the projection). Here the tower config is built from the full config, then the w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from transformers import AutoConfig, PretrainedConfig
-from transformers.utils import logging as hf_logging
 
 from unibind.encoders.base import local_config_value
 from unibind.encoders.spec import EncoderSpec
+from unibind.util.quiet import quiet_loading
 
 
 class ProjectedTower:
@@ -55,15 +54,10 @@ class ImageEmbeds(torch.nn.Module):
         return self.model(pixel_values=pixel_values).image_embeds
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report (weights skipped on purpose, e.g. the other tower)."""
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
+def quiet_transformers() -> contextlib.AbstractContextManager[None]:
+    """Silence transformers' load report and bars (weights skipped on purpose, e.g. the other
+    tower; ``unibind.util.quiet``)."""
+    return quiet_loading()
 
 
 def load_tower(model_cls: type, source: str, sub_config: str,

@@ -4,6 +4,8 @@
   center=True)`` subtracts it: C3 / "Mind the Gap").
 - ``score_stats``: mean/std of query->target scores per target modality on training data
   (``run.info["calibration"]``, used by ``merge_topk(mode="calibrated")``).
+- ``noise_quantiles``: upper quantiles of unrelated pairs' scores per query->target pair
+  (``run.info["noise_pairs"]``, the noise floor of mixed searches).
 - ``compare_modes`` / ``recommend``: measure every mixed-search mode on validation data and pick
   the one with the best cross-modal R@10 among those meeting the balance constraint.
 """
@@ -65,6 +67,50 @@ def score_stats(embs: dict[str, np.ndarray], max_n: int = 2000, seed: int = 0
     return by_target, by_pair
 
 
+NOISE_MIN_PAIRS = 20  # fewer unrelated pairs than this: every other pair counts as unrelated
+
+
+def relation_keys(items: Any) -> np.ndarray:
+    """What makes two items related, per item: its label; in a collection without labels its
+    group (files sharing a stem), else its id (only an item with itself)."""
+    labels = items["label"].astype(str).str.strip()
+    if (labels != "").any():
+        return labels.to_numpy()
+    if "group" in items and (items["group"].astype(str) != "").any():
+        groups = items["group"].astype(str)
+        return np.where(groups != "", groups, items["id"].astype(str)).astype(str)
+    return items["id"].astype(str).to_numpy()
+
+
+def noise_quantiles(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                    max_n: int = 2000, seed: int = 0) -> dict[str, dict[str, list[list[float]]]]:
+    """Upper quantiles of unrelated pairs' scores (different ``labels``: see
+    ``relation_keys``) per query->target pair: ``{q: {t: [x, score]}}`` with
+    ``x = -log10(1 - p)`` from 0.5 to the largest the sample supports (its maximum);
+    ``merge.noise_floors`` reads the floor for a pool of n items there. With too few pairs of
+    different keys every pair but an item with itself counts."""
+    rng = np.random.default_rng(seed)
+    picks = {m: _sample(len(e), max_n, rng) for m, e in embs.items()}
+    out: dict[str, dict[str, list[list[float]]]] = {q: {} for q in embs}
+    for q, eq in embs.items():
+        for t, et in embs.items():
+            s = eq[picks[q]] @ et[picks[t]].T
+            lq, lt = labels[q][picks[q]], labels[t][picks[t]]
+            other = lq[:, None] != lt[None, :]
+            if other.sum() < NOISE_MIN_PAIRS:
+                other = np.ones_like(other)
+                if q == t:
+                    np.fill_diagonal(other, False)
+            v = np.sort(s[other].ravel())
+            if not len(v):
+                continue
+            top = float(np.log10(len(v)))
+            xs = [float(x) for x in np.arange(0.5, top, 0.5)] + [top]
+            scores = [float(v[min(len(v) - 1, int(len(v) * (1 - 10 ** -x)))]) for x in xs]
+            out[q][t] = [xs, scores]
+    return out
+
+
 def compare_modes(embs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                   centers: dict[str, np.ndarray], calibration: dict[str, dict[str, list[float]]],
                   k: int = 10, modes: tuple[str, ...] = MODES) -> dict[str, dict]:
@@ -104,10 +150,14 @@ def recommend(modes: dict[str, dict], per_target: float, k: int = 10) -> dict:
 
 def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str, Any]:
     """Centres + calibration (training data) and the recommended mixed mode (validation)."""
-    train_e = embed_items(heads, features, split == "train", 20000, seed=0).vectors
+    train = embed_items(heads, features, split == "train", 20000, seed=0)
+    train_e = train.vectors
     centers = modality_centers(train_e)
     calib, calib_pairs = score_stats(train_e)
     calib_c, calib_pairs_c = score_stats(apply_centers(train_e, centers))
+    keys = {m: relation_keys(train.table(m)) for m in train_e}
+    noise = noise_quantiles(train_e, keys)
+    noise_c = noise_quantiles(apply_centers(train_e, centers), keys)
     search: dict[str, Any] = {"center": False, "mode": "balanced", "rule": "no validation data"}
     if (split == "val").any():
         val = embed_items(heads, features, split == "val", 2000, seed=0)
@@ -116,4 +166,4 @@ def space_stats(heads: Heads, features: Features, split: np.ndarray) -> dict[str
                                per_target_r(val.vectors, val.labels))
     return {"centers": centers, "calibration": calib, "calibration_pairs": calib_pairs,
             "calibration_centered": calib_c, "calibration_pairs_centered": calib_pairs_c,
-            "search": search}
+            "noise_pairs": noise, "noise_pairs_centered": noise_c, "search": search}

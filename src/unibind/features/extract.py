@@ -23,7 +23,7 @@ import torch
 from unibind.data.manifest import Manifest, read_manifest
 from unibind.encoders import EncoderSpec, load_encoder, resolve_profile
 from unibind.encoders.spec import HubRevisionError, fingerprint, identity, pin
-from unibind.errors import UsageError
+from unibind.errors import Interrupted, UsageError
 from unibind.features import local_engine, work
 from unibind.features.cache import FeatureCache, text_digest
 from unibind.features.folder import VIEW_SEP, save_features
@@ -47,6 +47,7 @@ class ModalityResult:
     computed: int = 0
     cached: int = 0
     dim: int | None = None
+    batches: int = 0  # batches computed (each one cache shard)
 
 
 def _item_input(manifest: Manifest, row: pd.Series) -> str | Path:
@@ -131,8 +132,9 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
             from unibind.features import ray_engine
 
             size = DEFAULT_BATCH if opts.batch_size == "auto" else int(opts.batch_size)
-            new, failed = ray_engine.encode_ray(spec, work.plan_batches(planned, size),
-                                                cache_dir, result.fingerprint, opts)
+            plan = work.plan_batches(planned, size)
+            new, failed = ray_engine.encode_ray(spec, plan, cache_dir, result.fingerprint, opts)
+            result.batches = len(plan)
             cache = FeatureCache(cache_dir, result.fingerprint)  # shards written by actors
             if new:
                 result.dim = int(next(iter(new.values())).shape[0])
@@ -143,8 +145,9 @@ def _extract_modality(manifest: Manifest, rows: pd.DataFrame, spec: EncoderSpec,
             cache.describe({"spec": spec.to_dict(), "identity": encoder.identity,
                             "dim": encoder.dim})
             size = _batch_size(encoder, planned[0], opts)
-            new, failed = local_engine.encode_local(encoder, work.plan_batches(planned, size),
-                                                    cache, opts.workers)
+            plan = work.plan_batches(planned, size)
+            new, failed = local_engine.encode_local(encoder, plan, cache, opts.workers)
+            result.batches = len(plan)
             result.dim = encoder.dim
         errors.update(failed)
         result.vectors.update(new)
@@ -228,7 +231,11 @@ def extract(manifest_path: str | os.PathLike, out: str | os.PathLike, profile: s
             except HubRevisionError as exc:
                 raise HubRevisionError(f"cannot load the {key} encoder "
                                        f"{specs[key].source!r}: {exc}") from exc
-            results[key] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
+            try:
+                results[key] = _extract_modality(manifest, rows, spec, cache_dir, opts, errors)
+            except Interrupted as exc:  # count the batches of the modalities already done
+                raise Interrupted(exc.batches + sum(r.batches for r in results.values())
+                                  ) from None
     items, arrays = [], {}
     for modality in manifest.modalities():
         keys = [modality, *views[modality]]

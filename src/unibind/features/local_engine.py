@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unibind.encoders import Encoder
+from unibind.errors import Interrupted
 from unibind.features import work
 from unibind.features.cache import FeatureCache
 
@@ -37,7 +38,9 @@ def default_workers() -> int:
 def encode_local(encoder: Encoder, batches: Sequence[Sequence[work.WorkItem]],
                  cache: FeatureCache, workers: int | None = None
                  ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Run every planned batch; returns (vectors, errors), both keyed by item id."""
+    """Run every planned batch; returns (vectors, errors), both keyed by item id.
+
+    Ctrl-C raises ``Interrupted`` with the number of batches already stored in the cache."""
     workers = workers or default_workers()
     pin = encoder.device.type == "cuda"
     vectors: dict[str, np.ndarray] = {}
@@ -54,6 +57,7 @@ def encode_local(encoder: Encoder, batches: Sequence[Sequence[work.WorkItem]],
 
         for _ in range(2 * workers):
             submit()
+        saved = 0
         try:
             while pending:
                 prepared = pending.popleft().result()
@@ -63,6 +67,9 @@ def encode_local(encoder: Encoder, batches: Sequence[Sequence[work.WorkItem]],
                 vectors.update(done)
                 errors.update(failed)
                 bar.update(len(prepared.ids) + len(prepared.bad))
+                saved += 1
+        except KeyboardInterrupt:
+            raise Interrupted(saved) from None
         finally:
             for future in pending:
                 future.cancel()

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from unibind.encoders import Encoder, EncoderSpec, load_encoder
-from unibind.errors import UsageError
+from unibind.errors import Interrupted, UnibindError, UsageError
 from unibind.features import work
 from unibind.features.cache import FeatureCache
 from unibind.util.runtime import pick_device, pick_dtype
@@ -76,6 +77,39 @@ class _Forward:
         return {"id": np.array(ids, dtype=object), "reason": np.array(reasons, dtype=object)}
 
 
+class RayConnectionError(UnibindError, ConnectionError):
+    """The Ray cluster could not be joined or started."""
+
+
+def connection_message(address: str | None, exc: BaseException) -> str:
+    """One line naming the address, Ray's reason and, for token authentication, the fix."""
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    text = f"{reason} {type(exc).__name__}".lower()
+    hint = ""
+    if ("token" in text or "auth" in text or "unauthenticated" in text) and \
+            os.environ.get("RAY_AUTH_MODE") != "token":
+        hint = ("; the cluster uses token authentication: set RAY_AUTH_MODE=token (and its "
+                "token, RAY_AUTH_TOKEN) before running unibind")
+    elif address:
+        hint = ("; check the address (`ray status` on the head node) and, if the cluster uses "
+                "token authentication, set RAY_AUTH_MODE=token")
+    return f"cannot connect to {where}: {reason}{hint}"
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A TCP connection to ``HOST:PORT`` (or ``ray://HOST:PORT``) first: Ray itself retries an
+    unreachable head for minutes, printing a warning every few seconds."""
+    if not address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayConnectionError(connection_message(address, exc)) from exc
+
+
 @contextlib.contextmanager
 def _cluster(address: str | None) -> Iterator[Any]:
     """Use the caller's Ray session, else join ``address`` (or start a local cluster) for the
@@ -87,10 +121,15 @@ def _cluster(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
-        ray.init(address=address)
-    else:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    check_reachable(address)
+    try:
+        if address and address.startswith("ray://"):  # Ray Client: the cluster has its settings
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, RuntimeError, ...)
+        raise RayConnectionError(connection_message(address, exc)) from exc
     try:
         yield ray
     finally:
@@ -127,13 +166,27 @@ def encode_ray(spec: EncoderSpec, batches: Sequence[Sequence[work.WorkItem]],
                  "inputs": [str(w[2]) for w in b]} for k, b in enumerate(batches)]
         spec_dict = spec.to_dict()
         log.info("ray: %d batches, %d %s actor(s)", len(rows), actors, device)
+        ctx = ray.data.DataContext.get_current()
+        bars = ctx.enable_progress_bars  # Ray Data's bars and INFO lines only with -v
+        data_log = logging.getLogger("ray.data")
+        data_level = data_log.level
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            ctx.enable_progress_bars = False
+            data_log.setLevel(logging.ERROR)  # (incl. its "progress bars disabled" warning)
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * int(cpus)))
         ds = ds.map(_prepare, fn_kwargs={"spec": spec_dict, "pin_memory": use_gpu,
                                          "limits": opts.limits}, num_cpus=0.5)
         ds = ds.map_batches(_Forward, batch_size=1, compute=ActorPoolStrategy(size=actors),
                             fn_constructor_args=(spec_dict, str(Path(cache_dir)), fp, device,
                                                  dtype, threads), **resources)
-        status = ds.take_all()
+        try:
+            status = ds.take_all()
+        except KeyboardInterrupt:
+            done = len(FeatureCache(cache_dir, fp).get_many(w[1] for b in batches for w in b))
+            raise Interrupted(done // max(1, len(batches[0]))) from None
+        finally:  # the caller's settings again
+            ctx.enable_progress_bars = bars
+            data_log.setLevel(data_level)
     errors = {r["id"]: r["reason"] for r in status if r["reason"]}
     digests = {w[0]: w[1] for b in batches for w in b}
     done = [r["id"] for r in status if not r["reason"]]

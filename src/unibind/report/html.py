@@ -21,11 +21,19 @@ from unibind.util.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}caption{text-align:left}img.plot{max-width:49%}
-.res{display:inline-block;width:150px;vertical-align:top;margin:4px;font-size:12px}
-.res img{max-width:140px;max-height:110px}code{background:#f6f6f6}"""
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 12px;
+color:#222}img{max-width:100%}table{border-collapse:collapse;margin:.5em 0;display:block;
+max-width:100%;overflow-x:auto}td.l{overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}caption{text-align:left}.wide{overflow-x:auto}h3{overflow-wrap:anywhere}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:8px}
+.ex{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.res{min-width:0;overflow:hidden;overflow-wrap:anywhere;border:1px solid #ddd;border-radius:6px;
+padding:6px;font-size:12px}.res img{display:block;max-width:100%;max-height:110px;
+margin:0 auto 4px}.res audio{display:block;width:100%;margin-bottom:4px}
+code{background:#f6f6f6;overflow-wrap:anywhere}"""
+RELEVANCE = {"label": "class-level relevance (same label)",
+             "group": "group-level relevance (files sharing a stem)"}
 
 
 def _png_uri(path_or_bytes: Path | bytes) -> str:
@@ -75,10 +83,13 @@ def curve_png(curve: list[dict[str, Any]]) -> bytes | None:
 def metric_table(metrics: dict[str, Any]) -> str:
     """The 3x3 query -> target grid (R@10) and every pair's metrics."""
     grid = tables.pair_grid(metrics)
-    grid.title = "R@10, query (row) \u2192 target (column), class-level relevance"
-    out = grid.html() + tables.pairs_table(metrics).html()
+    relevance = RELEVANCE.get(str(metrics.get("relevance", "label")),
+                              f"{metrics.get('relevance')} relevance")
+    grid.title = f"R@10, query (row) \u2192 target (column), {relevance}"
+    out = (f"<div class=wide>{grid.html()}</div>"
+           f"<div class=wide>{tables.pairs_table(metrics).html()}</div>")
     if metrics.get("instance"):  # the thing itself: the query's own picture, caption, sound
-        out += tables.pair_grid(metrics, "R@1", level="instance").html()
+        out += f"<div class=wide>{tables.pair_grid(metrics, 'R@1', level='instance').html()}</div>"
     return out
 
 
@@ -108,11 +119,11 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
             elif preview == "audio":
                 body = f"<audio controls preload=none src='file://{html.escape(r['path'])}'></audio>"
             what = r.get("text") or Path(r.get("path", "")).name
-            cards.append(f"<div class=res>{body}<br><b>{r['rank']}.</b> {r['modality']} "
+            cards.append(f"<div class=res>{body}<b>{r['rank']}.</b> {r['modality']} "
                          f"<i>{html.escape(str(r['label']))}</i> {r['score']:.3f}<br>"
                          f"{html.escape(str(what))}</div>")
         blocks.append(f"<h3>{html.escape(query)} &rarr; {', '.join(ex.get('modality', []))} "
-                      f"(mode {ex.get('mode')})</h3>{''.join(cards)}")
+                      f"(mode {ex.get('mode')})</h3><div class=ex>{''.join(cards)}</div>")
     return "".join(blocks) or "<p>(no example queries)</p>"
 
 
@@ -132,13 +143,20 @@ def dataset_html(run: Run) -> str:
             rows.append(f"<tr><td class=l>{m}</td><td>{int((items['modality'] == m).sum())}</td>"
                         f"<td>{enc.get('dim', '')}</td><td class=l>{html.escape(str(src))}</td>"
                         "</tr>")
-        n_labels = items["label"].nunique()
+        labels = items["label"].astype(str).str.strip()
+        n = labels[labels != ""].nunique()
+        groups = items["group"].astype(str) if "group" in items else None
+        paired = int((groups[groups != ""].value_counts() > 1).sum()) if groups is not None \
+            else 0
+        n_labels = (f"{n} {'class' if n == 1 else 'classes'}" if n else
+                    f"no labels; {paired} group(s) of files sharing a stem" if paired else
+                    "no labels and no groups")
     else:
-        n_labels = "?"
+        n_labels = "? classes"
     split = run.info.get("split", {}).get("items", {})
     return ("<table><tr><th class=l>modality</th><th>items</th><th>dim</th>"
             f"<th class=l>encoder</th></tr>{''.join(rows)}</table>"
-            f"<p>{n_labels} classes; split (items): {html.escape(str(split))}; preset "
+            f"<p>{n_labels}; split (items): {html.escape(str(split))}; preset "
             f"<code>{run.info.get('preset')}</code>, best epoch {run.info.get('best_epoch')}.</p>")
 
 
@@ -146,13 +164,18 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
                  examples: list[dict[str, Any]] | None = None,
                  plots: dict[str, str] | None = None) -> dict[str, Any]:
     """Write ``RUN/report.html`` (one file, images inlined). ``examples``: search results
-    (``Space.search`` dicts); default: ``RUN/examples.json`` when present."""
+    (``Space.search`` dicts); default: ``RUN/examples.json`` when present, else
+    ``report.examples.default_examples`` (captions, labels, or a few items as queries)."""
     run = Run.load(run_path)
     out = Path(out) if out else run.path / "report.html"
     metrics_file = run.path / "metrics.json"
     metrics = read_json(metrics_file) if metrics_file.is_file() else {}
     if examples is None and (run.path / "examples.json").is_file():
         examples = read_json(run.path / "examples.json")
+    if examples is None:
+        from unibind.report.examples import default_examples
+
+        examples = default_examples(run.path)
     if plots is None:
         plots = plot_files(run.path / "plots")
     parts = [f"<!doctype html><meta charset=utf-8><title>unibind report: {run.path.name}"
@@ -167,7 +190,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     methods = sorted({Path(p).name.split("_by_")[0].upper() for p in shown})
     parts += ["<h2>Modality shares in a mixed top-10</h2>", shares_table(metrics),
               f"<h2>The space ({' / '.join(methods) or 'a 2-D map'})</h2>"]
-    parts += [f"<img class=plot src='{_png_uri(Path(p))}'>" for p in shown] or [
+    parts += ["<div class=plots>" + "".join(f"<img class=plot src='{_png_uri(Path(p))}'>"
+                                            for p in shown) + "</div>"] if shown else [
         "<p>(no plots: run <code>unibind plot RUN</code>)</p>"]
     parts += ["<h2>Example queries</h2>", examples_html(examples or [])]
     with atomic_file(out, "w") as fh:

@@ -2,9 +2,11 @@
 
 ``<method>_by_class.png`` colours points by label, ``<method>_by_modality.png`` by modality (the
 reference's two plots), named after the method actually used: ``umap_by_*`` or ``pca_by_*`` (PCA
-when asked for, or when there are too few points for UMAP). The 2-D coordinates are kept in
-``coords.safetensors`` with a digest of what they were computed from, so a second call on
-unchanged inputs skips UMAP (and its numba compile, ~20-40 s per process).
+when asked for, or when there are too few points for UMAP). A collection without labels is
+coloured by group (files sharing a stem) when groups pair items, else by top-level folder:
+``<method>_by_group.png`` / ``<method>_by_folder.png`` (``colour_key``). The 2-D coordinates
+are kept in ``coords.safetensors`` with a digest of what they were computed from, so a second
+call on unchanged inputs skips UMAP (and its numba compile, ~20-40 s per process).
 """
 
 from __future__ import annotations
@@ -71,10 +73,29 @@ def layout(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))).astype(np.float32)
 
 
+KINDS = ("class", "group", "folder")  # what the first plot colours by, in order of preference
+
+
+def colour_key(items: Any) -> tuple[str, np.ndarray]:
+    """``(kind, value per item)``: labels when there are two or more, else groups when some
+    group pairs items, else the top-level folder of each item's id."""
+    labels = items["label"].astype(str).str.strip()
+    if labels[labels != ""].nunique() >= 2:
+        return "class", labels.replace("", "(no label)").to_numpy()
+    if "group" in items:
+        groups = items["group"].astype(str)
+        sizes = groups[groups != ""].value_counts()
+        if len(sizes) and (sizes > 1).any() and sizes.size < len(items):
+            return "group", groups.replace("", "(none)").to_numpy()
+    ids = items["id"].astype(str)
+    return "folder", ids.map(lambda i: i.split("/")[0] if "/" in i else "(top)").to_numpy()
+
+
 def plot_files(folder: str | os.PathLike) -> dict[str, str]:
-    """``{"class": png, "modality": png}`` of the newest plots in ``folder`` (any method)."""
+    """``{kind: png}`` (``class``, ``group`` or ``folder``, and ``modality``) of the newest
+    plots in ``folder`` (any method)."""
     found: dict[str, Path] = {}
-    for kind in ("class", "modality"):
+    for kind in (*KINDS, "modality"):
         pngs = [p for p in (Path(folder) / f"{m}_by_{kind}.png" for m in METHODS) if p.is_file()]
         if pngs:
             found[kind] = max(pngs, key=lambda p: p.stat().st_mtime_ns)
@@ -92,13 +113,14 @@ def _scatter(coords: np.ndarray, groups: np.ndarray, title: str, path: Path,
     ax = fig.subplots()
     for i, name in enumerate(names):
         pts = coords[groups == name]
-        ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name), linewidths=0,
+        ax.scatter(pts[:, 0], pts[:, 1], s=10, alpha=0.75, label=str(name) or "(none)",
+                   linewidths=0,
                    color=(colors or {}).get(name, cmap(i % 20)),
                    marker=(markers or {}).get(name, "o"))
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    if len(names) <= 20:
+    if 1 < len(names) <= 20:  # (one name needs no legend; labels are never empty here)
         ax.legend(loc="best", fontsize=7, markerscale=1.5, frameon=False)
     fig.tight_layout()
     with atomic_file(path, "wb") as fh:
@@ -114,8 +136,11 @@ def _digest(vectors: np.ndarray, method: str, seed: int) -> str:
 def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
              max_points: int = 5000, method: str = "umap", seed: int = 0,
              features: Features | str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write ``<method>_by_class.png`` and ``<method>_by_modality.png`` (default folder
-    RUN/plots; ``method``: umap, or pca, also used when there are too few points for UMAP)."""
+    """Write ``<method>_by_<kind>.png`` (kind: class, or group/folder for unlabelled
+    collections, see ``colour_key``) and ``<method>_by_modality.png`` (default folder
+    RUN/plots; ``method``: umap, or pca, also used when there are too few points for UMAP).
+    Returns the paths (``by_class`` is the first plot whatever it colours by; ``by`` names
+    its kind)."""
     run = Run.load(run_path)
     feats = run.load_features(features)
     out = Path(out) if out else run.path / "plots"
@@ -139,13 +164,15 @@ def plot_run(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
                   str(cache))
     used = method_used(method, len(vecs))
     name = used.upper()
-    paths = {kind: out / f"{used}_by_{kind}.png" for kind in ("class", "modality")}
-    _scatter(coords, items["label"].astype(str).to_numpy(), f"{name} of the space, by class",
-             paths["class"])
+    kind, key = colour_key(items)
+    paths = {"class": out / f"{used}_by_{kind}.png", "modality": out / f"{used}_by_modality.png"}
+    for stale in (out / f"{used}_by_{k}.png" for k in KINDS if k != kind):
+        stale.unlink(missing_ok=True)  # an older plot of another kind would be shown too
+    _scatter(coords, key, f"{name} of the space, by {kind}", paths["class"])
     _scatter(coords, items["modality"].astype(str).to_numpy(),
              f"{name} of the space, by modality", paths["modality"],
              {m: get_modality(m).color for m in modality_names()},
              {m: get_modality(m).marker for m in modality_names()})
-    return {"by_class": str(paths["class"]), "by_modality": str(paths["modality"]),
+    return {"by_class": str(paths["class"]), "by": kind, "by_modality": str(paths["modality"]),
             "points": int(len(items)), "total": int(len(feats.items)), "method": used,
             "center": run.search_center}

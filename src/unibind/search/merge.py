@@ -9,11 +9,22 @@ modality sits closest to everything (the reference returned 15 of 15 text at k=1
 - ``calibrated``: rank by per-target-modality standardised score ``(s - mean_m) / std_m`` with
   ``calibration[m] = (mean, std)`` of query->m scores on training data
   (``run.info["calibration"]``).
-- ``balanced``: fill the k slots from each modality's own ranking in proportion to its pool share
-  (equal shares when ``pool_sizes`` is not given); within each round the higher score goes first.
+- ``balanced``: choose the k items from each modality's own ranking in proportion to its pool
+  share (equal shares when ``pool_sizes`` is not given), then rank the chosen items by score:
+  by calibrated score ``(s - mean_m) / std_m`` when ``calibration`` is given (scores of unrelated
+  pairs differ per modality pair, so raw cosines are not comparable across modalities), else by
+  raw score. A lower-scored item never sits above a higher-scored one of another modality except
+  by calibrated score.
 
-``merge_topk`` returns raw scores in the mode's rank order (so for ``calibrated`` and ``balanced``
-the returned scores need not be descending).
+``merge_topk`` returns raw scores in the mode's rank order (so for ``calibrated`` and calibrated
+``balanced`` the returned scores need not be descending).
+
+The noise floor (``noise_floors`` / ``apply_floor``): the run records upper quantiles of the
+scores of unrelated pairs per query->target modality (``run.json`` ``noise_pairs``, training
+data). Among n unrelated items the best scores about the ``1 - 1/n`` quantile; a target whose
+best score stays below the ``1 - 1/(FLOOR_FACTOR * n)`` quantile (what the best of
+``FLOOR_FACTOR * n`` unrelated items reaches) carries no signal for the query and gets no slots.
+A floor is placed only where the run measured ten times as many unrelated pairs.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ import numpy as np
 from unibind.errors import UsageError, unknown
 
 MODES = ("none", "balanced", "calibrated", "centered")
+FLOOR_FACTOR = 3  # floor: the best of 3 n unrelated items (benchmarks/mixed_floor.py)
+FLOOR_SUPPORT = 1.0  # the measured pairs must be 10x more than 3 n, else no floor
 
 
 def _stack(per_modality: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -53,28 +66,24 @@ def _result(mods, take_s, take_m, take_r):
 
 def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, mode: str,
                calibration: dict[str, tuple[float, float]] | None = None,
-               pool_sizes: dict[str, int] | None = None
+               pool_sizes: dict[str, int] | None = None, rank_chosen: bool = True
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge ``{modality: (scores [q, k_m] descending, rows [q, k_m])}`` into the top ``k``.
 
     Returns ``(scores [q, k], modalities [q, k] str, rows [q, k])``; slots beyond the available
     results hold score ``-inf``, modality ``""`` and row ``-1``. Rows < 0 or non-finite scores in
-    the inputs mark absent results (as faiss returns them)."""
+    the inputs mark absent results (as faiss returns them). ``rank_chosen=False`` leaves a
+    balanced merge in its quota interleave order (the order before ranking; for comparisons)."""
     if mode not in MODES:
         raise unknown("mixed-search mode", mode, MODES)
     if not per_modality:
         raise UsageError("merge_topk needs at least one modality")
     mods, scores, rows, mod_idx, valid = _stack(per_modality)
     if mode == "balanced":
-        return _balanced(mods, scores, rows, valid, k, pool_sizes)
-    keys = []
-    for m, s, v in zip(mods, scores, valid):
-        if mode == "calibrated":
-            if not calibration or m not in calibration:
-                raise UsageError(f"calibrated mode needs calibration stats for {m!r}")
-            mean, std = calibration[m]
-            s = (s - float(mean)) / max(float(std), 1e-12)
-        keys.append(np.where(v, s, -np.inf))
+        keys = _keys(mods, scores, valid, calibration, required=False)
+        return _balanced(mods, scores, keys if rank_chosen else None, rows, valid, k, pool_sizes)
+    keys = (_keys(mods, scores, valid, calibration, required=True) if mode == "calibrated"
+            else [np.where(v, s, -np.inf) for s, v in zip(scores, valid)])
     key = np.concatenate(keys, axis=1)
     all_s = np.concatenate([np.where(v, s, -np.inf) for s, v in zip(scores, valid)], axis=1)
     all_r = np.concatenate([np.where(v, r, -1) for r, v in zip(rows, valid)], axis=1)
@@ -83,6 +92,58 @@ def merge_topk(per_modality: dict[str, tuple[np.ndarray, np.ndarray]], k: int, m
     take = [np.take_along_axis(a, order, axis=1) for a in (all_s, all_m, all_r)]
     out_s, out_m, out_r = _pad(take, k)
     return _result(mods, out_s, out_m, out_r)
+
+
+def _keys(mods, scores, valid, calibration, required: bool) -> list[np.ndarray]:
+    """Ranking keys: calibrated scores when every modality has stats, else raw scores (an error
+    when ``required``)."""
+    missing = [m for m in mods if not calibration or m not in calibration]
+    if missing and required:
+        raise UsageError(f"calibrated mode needs calibration stats for {missing[0]!r}")
+    out = []
+    for m, s, v in zip(mods, scores, valid):
+        if not missing:
+            mean, std = calibration[m]
+            s = (s - float(mean)) / max(float(std), 1e-12)
+        out.append(np.where(v, s, -np.inf))
+    return out
+
+
+def noise_floors(noise: dict[str, list[list[float]]] | None, pool_sizes: dict[str, int],
+                 factor: float = FLOOR_FACTOR) -> dict[str, float]:
+    """``{target: score}``: the score the best of ``factor * n`` unrelated items reaches, from
+    ``noise[target] = [x, score]`` quantiles (``x = -log10(1 - p)``, as
+    ``eval.calibration.noise_quantiles`` records them); targets without them, or whose
+    quantiles rest on fewer than ``10 ** FLOOR_SUPPORT * factor * n`` pairs, get none."""
+    out = {}
+    for m, n in pool_sizes.items():
+        if noise and m in noise and len(noise[m][0]):
+            xs, scores = noise[m]
+            x = np.log10(max(factor * n, 1.0))
+            if x <= xs[-1] - FLOOR_SUPPORT:  # else too few measured pairs to place it
+                out[m] = float(np.interp(x, xs, scores))
+    return out
+
+
+def apply_floor(per_modality: dict[str, tuple[np.ndarray, np.ndarray]],
+                floors: dict[str, float]
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """Drop, per query, every target modality whose best score is below its floor.
+
+    Returns the lists with those queries' rows set to -1 and ``{modality: bool [q]}`` marking
+    the withheld queries. A query keeps at least one modality: when every one falls below
+    its floor, none is withheld (a single-kind answer is still ranked by score)."""
+    best = {m: np.where(np.asarray(r) >= 0, np.asarray(s, dtype=np.float64), -np.inf).max(
+        axis=1, initial=-np.inf) for m, (s, r) in per_modality.items()}
+    low = {m: best[m] < floors[m] if m in floors else np.zeros(len(best[m]), bool)
+           for m in per_modality}
+    all_low = np.all(np.stack(list(low.values())), axis=0)
+    out, withheld = {}, {}
+    for m, (s, r) in per_modality.items():
+        drop = low[m] & ~all_low
+        withheld[m] = drop
+        out[m] = (s, np.where(drop[:, None], -1, r))
+    return out, withheld
 
 
 def _pad(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
@@ -95,8 +156,9 @@ def _pad(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
     return [s, m, r]
 
 
-def _balanced(mods, scores, rows, valid, k, pool_sizes):
-    """Quota-by-pool-share interleave, vectorised over queries, one slot per step."""
+def _balanced(mods, scores, keys, rows, valid, k, pool_sizes):
+    """Quota by pool share (vectorised over queries, one slot per step), then the chosen items
+    ranked by ``keys`` (stable: each modality keeps its own order)."""
     n_q, n_m = scores[0].shape[0], len(mods)
     weights = np.array([pool_sizes.get(m, 0) if pool_sizes else 1 for m in mods], dtype=np.int64)
     total = max(int(weights.sum()), 1)
@@ -129,4 +191,16 @@ def _balanced(mods, scores, rows, valid, k, pool_sizes):
             out_s[sel[pick], step] = scores[jj][sel[pick], pos[pick]]
             out_r[sel[pick], step] = rows[jj][sel[pick], pos[pick]]
         taken[sel, j] += 1
+    if keys is None:
+        return _result(mods, out_s, out_m, out_r)
+    out_k = np.full((n_q, k), -np.inf)
+    for jj in range(n_m):
+        mine = out_m == jj  # rank the chosen items by their keys:
+        # the i-th chosen item of modality jj is its list's i-th entry
+        taken_at = np.cumsum(mine, axis=1) - 1
+        pos = np.where(mine, taken_at, 0)
+        out_k = np.where(mine, np.take_along_axis(keys[jj], np.minimum(
+            pos, keys[jj].shape[1] - 1), axis=1) if keys[jj].shape[1] else -np.inf, out_k)
+    order = np.argsort(-out_k, axis=1, kind="stable")
+    out_s, out_m, out_r = (np.take_along_axis(a, order, axis=1) for a in (out_s, out_m, out_r))
     return _result(mods, out_s, out_m, out_r)

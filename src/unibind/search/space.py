@@ -30,7 +30,7 @@ from unibind.errors import InputNotFound, UsageError, unknown
 from unibind.modalities import MODALITIES, check_modality, get_modality, ordered
 from unibind.run.folder import Run
 from unibind.search.index import IndexMismatch, SpaceIndexError, open_index
-from unibind.search.merge import MODES, merge_topk
+from unibind.search.merge import MODES, apply_floor, merge_topk, noise_floors
 from unibind.search.pair_expansion import expand_via_pairs, group_members
 from unibind.search.stores import VectorStore
 
@@ -153,24 +153,49 @@ class Space:
             return "none"
         return mode if mode in MODES else "none"
 
-    def _calibration(self, query_modalities: list[str]) -> dict[str, tuple[float, float]]:
+    def _calibration(self, query_modalities: list[str], required: bool = True
+                     ) -> dict[str, tuple[float, float]]:
+        """``{target: (mean, std)}`` of the run's query->target scores on training data (for
+        one query modality its own pair statistics, else the pooled ones); ``{}`` when the run
+        stores none and they are not ``required``."""
         suffix = "_centered" if self.index.center else ""
         pairs = self.run.info.get(f"calibration_pairs{suffix}") or {}
         if len(query_modalities) == 1 and query_modalities[0] in pairs:
             return pairs[query_modalities[0]]
         pooled = self.run.info.get(f"calibration{suffix}")
-        if not pooled:
+        if not pooled and required:
             raise SpaceIndexError(f"run {self.run.path} stores no calibration statistics; "
                                   "use --balance none or balanced")
-        return pooled
+        return pooled or {}
+
+    def _floors(self, query_modalities: list[str], pools: dict[str, int]) -> dict[str, float]:
+        """Noise floor per target (``merge.noise_floors``); for a query of several modalities
+        the lowest of theirs (a target is withheld only when no part of the query reaches
+        it); {} for runs that record no noise quantiles."""
+        suffix = "_centered" if self.index.center else ""
+        noise = self.run.info.get(f"noise_pairs{suffix}") or {}
+        per_q = [noise_floors(noise.get(q), pools) for q in query_modalities]
+        if not per_q or not all(per_q):
+            return {}
+        return {t: min(f[t] for f in per_q) for t in pools if all(t in f for f in per_q)}
 
     def search_vectors(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
                        balance: str | None = None, query_modalities: list[str] | None = None,
-                       via_pairs: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+                       via_pairs: int = 0, floor: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray, str]:
         """Ranked global rows ``[nq, k]`` and scores for query vectors; returns the mode used.
 
         ``via_pairs=m`` adds pair expansion through the query's ``m`` nearest same-modality
         items (``unibind.search.pair_expansion``); scores are then standardised similarities."""
+        hits = self.search_hits(q, k, modality, balance, query_modalities, via_pairs, floor)
+        return hits.scores, hits.rows, hits.mode
+
+    def search_hits(self, q: np.ndarray, k: int = 10, modality: str | list[str] | None = None,
+                    balance: str | None = None, query_modalities: list[str] | None = None,
+                    via_pairs: int = 0, floor: bool = True) -> Hits:
+        """``search_vectors`` plus what a mixed search left out: (``floor=True``) targets whose
+        best score is at the noise floor (``unibind.search.merge.noise_floors``) get no slots
+        (targets out of the query's reach are not searched at all, see ``targets``)."""
         if k <= 0:
             raise UsageError("k must be positive")
         mods = (self.targets(query_modalities, modality)[0] if query_modalities
@@ -181,13 +206,24 @@ class Space:
         if mode == "centered" and not self.index.center:
             raise SpaceIndexError("--balance centered needs an index built on centred vectors: "
                                   "`unibind index RUN --center`")
+        qmods = query_modalities or []
+        targets = mods or self.index.modalities
         if via_pairs > 0:
-            return self._search_via_pairs(q, k, mods, mode, query_modalities or [], via_pairs)
-        per = self.index.search(q, k, mods)
-        calibration = self._calibration(query_modalities or []) if mode == "calibrated" else None
-        scores, _, rows = merge_topk(per, k, "none" if mode == "centered" else mode,
-                                     calibration=calibration, pool_sizes=self._pools(per))
-        return scores, rows, mode
+            scores, rows, mode = self._search_via_pairs(q, k, targets, mode, qmods, via_pairs)
+            return Hits(scores, rows, mode, {}, [{} for _ in range(len(q))])
+        per = self.index.search(q, k, targets)
+        calibration = self._calibration(qmods, required=mode == "calibrated")
+        floors = self._floors(qmods, self._pools(per)) if floor and len(per) > 1 else {}
+        withheld: list[dict[str, str]] = [{} for _ in range(len(q))]
+        if floors:
+            per, low = apply_floor(per, floors)
+            for m, mask in low.items():
+                for i in np.flatnonzero(mask):
+                    withheld[i][m] = f"best score below the noise floor {floors[m]:.3f}"
+        merge_mode = "none" if mode == "centered" else mode
+        scores, _, rows = merge_topk(per, k, merge_mode, calibration=calibration or None,
+                                     pool_sizes=self._pools(per))
+        return Hits(scores, rows, mode, floors, withheld)
 
     def targets(self, query_modalities: list[str], modality: str | list[str] | None = None,
                 strict: bool = True) -> tuple[list[str], str | None]:
@@ -255,30 +291,58 @@ class Space:
         return out
 
     def search(self, k: int = 10, modality: str | list[str] | None = None,
-               balance: str | None = None, via_pairs: int = 0, **inputs: Inputs
-               ) -> dict[str, Any]:
+               balance: str | None = None, via_pairs: int = 0, floor: bool = True,
+               **inputs: Inputs) -> dict[str, Any]:
         """``{"query", "mode", "results": [...]}`` (and a ``note`` when some target modality
-        is out of the query's reach) for one (possibly compositional) query; ``**inputs``:
-        the query by modality name (``text="a dog"``, ``audio="bark.wav"``, any registered
-        one)."""
+        is out of the query's reach; ``noise_floor``, the floor of each searched target, and
+        ``withheld``, ``{target: why}`` for targets given no slots, when there are any) for
+        one (possibly compositional) query; ``**inputs``: the query by modality name
+        (``text="a dog"``, ``audio="bark.wav"``, any registered one); ``floor=False`` keeps
+        targets whose scores are at the noise floor."""
         given = _queries(**inputs)
         self.targets(list(given), modality)  # refuse unknown or unreachable targets before
         # embedding anything
         if balance is not None and balance not in MODES:
             raise unknown("balance mode", balance, MODES)
         q, qmods = self.query_vector(**given)
-        scores, rows, mode = self.search_vectors(q[None], k, modality, balance, qmods, via_pairs)
+        hits = self.search_hits(q[None], k, modality, balance, qmods, via_pairs, floor)
         query = {m: [str(x) for x in v] for m, v in given.items()}
-        return self.result(query, k, modality, mode, rows[0], scores[0])
+        return self.result(query, k, modality, hits.mode, hits.rows[0], hits.scores[0],
+                           **hits.extra())
 
     def result(self, query: dict[str, list[str]], k: int, modality: str | list[str] | None,
-               mode: str, rows: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+               mode: str, rows: np.ndarray, scores: np.ndarray,
+               noise_floor: dict[str, float] | None = None,
+               withheld: dict[str, str] | None = None) -> dict[str, Any]:
         """The result dict of one query (what ``search``, ``unibind search --json`` and the
-        HTTP service return)."""
+        HTTP service return); ``noise_floor`` and ``withheld`` come from ``search_hits``."""
         targets, note = self.targets([m for m in query if m in MODALITIES], modality,
                                      strict=False)
-        return {"query": query, "k": k, "modality": targets, "mode": mode,
-                "results": self.describe(rows, scores), **({"note": note} if note else {})}
+        out: dict[str, Any] = {"query": query, "k": k, "modality": targets, "mode": mode}
+        if noise_floor:  # only where a mixed search had a floor / left a target out
+            out["noise_floor"] = {m: round(v, 6) for m, v in noise_floor.items()}
+        if withheld:
+            out["withheld"] = withheld
+        out["results"] = self.describe(rows, scores)
+        if note:
+            out["note"] = note
+        return out
+
+
+@dataclass
+class Hits:
+    """Ranked rows and raw scores ``[nq, k]`` of a search, the mode used, the noise floor of
+    each searched target and, per query, ``{target: why}`` for targets given no slots."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    mode: str
+    noise_floor: dict[str, float]
+    withheld: list[dict[str, str]]
+
+    def extra(self, i: int = 0) -> dict[str, Any]:
+        """The ``noise_floor``/``withheld`` keywords of ``Space.result`` for query ``i``."""
+        return {"noise_floor": self.noise_floor, "withheld": self.withheld[i]}
 
 
 def combine_query(embedded: Iterable[np.ndarray]) -> np.ndarray:
@@ -302,6 +366,8 @@ def format_results(result: dict[str, Any]) -> str:
         what = r.get("text") if "text" in r else r.get("path")
         lines.append(f"{r['rank']:>4}  {r['score']:>7.4f}  {r['modality']:<8} "
                      f"{str(r['label'])[:20]:<20} {_tail(str(what))}")
+    for m, why in (result.get("withheld") or {}).items():
+        lines.append(f"no {m} results: {why}")
     return "\n".join(lines)
 
 

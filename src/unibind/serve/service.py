@@ -112,10 +112,10 @@ class Service:
                 embedded.append(self.embed[m](items))
             deadline.check()
             q = combine_query(embedded)
-            scores, rows, mode = self.space.search_vectors(q[None], k, modality, balance,
-                                                           list(given), via_pairs)
+            hits = self.space.search_hits(q[None], k, modality, balance, list(given), via_pairs)
             query = {m: v for m, v in (("text", text), *shown.items()) if v}
-            return self.public(self.space.result(query, k, modality, mode, rows[0], scores[0]))
+            return self.public(self.space.result(query, k, modality, hits.mode, hits.rows[0],
+                                                 hits.scores[0], **hits.extra()))
         except (ItemError, MediaError) as exc:
             raise ServeError(f"cannot use the query: {getattr(exc, 'reason', exc)}") from None
         finally:
@@ -135,11 +135,11 @@ class Service:
         row = self.table.row(item_id)
         qm = str(self.space.index.items.iloc[row]["modality"])
         q = self.item_vector(row, qm)
-        scores, rows, mode = self.space.search_vectors(q[None], k + 1, modality, balance, [qm],
-                                                       via_pairs)
-        keep = rows[0] != row
-        return self.public(self.space.result({"item": [item_id]}, k, modality, mode,
-                                             rows[0][keep][:k], scores[0][keep][:k]))
+        hits = self.space.search_hits(q[None], k + 1, modality, balance, [qm], via_pairs)
+        keep = hits.rows[0] != row
+        return self.public(self.space.result({"item": [item_id]}, k, modality, hits.mode,
+                                             hits.rows[0][keep][:k], hits.scores[0][keep][:k],
+                                             **hits.extra()))
 
     def item_vector(self, row: int, modality: str) -> np.ndarray:
         """The item's stored vector, else (an index that keeps none) its raw input re-embedded."""

@@ -70,5 +70,6 @@ def run_info(feats: Features, out: Path, preset_name: str, cfg: TrainConfig, see
             "best_val_score": res.best_val, "selection": cfg.select,
             "stopped_early": res.stopped_early, "train_seconds": res.seconds,
             **{k: stats[k] for k in ("calibration", "calibration_pairs", "calibration_centered",
-                                     "calibration_pairs_centered")},
+                                     "calibration_pairs_centered", "noise_pairs",
+                                     "noise_pairs_centered")},
             "search": stats["search"], **(extra or {})}

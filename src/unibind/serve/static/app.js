@@ -80,9 +80,33 @@ async function search() {
 let timer = null;
 function searchSoon() { clearTimeout(timer); timer = setTimeout(search, DEBOUNCE_MS); }
 
+function grouped(results) {
+  // one heading per modality, in the order each first appears (rank order kept inside)
+  const order = [...new Set(results.map((r) => r.modality))];
+  return order.flatMap((m) => {
+    const mine = results.filter((r) => r.modality === m);
+    return [el("li", { class: "group-head", role: "presentation", "data-modality": m },
+               (MOD_NAMES[m] || m) + " ", el("span", { class: "muted" }, `(${mine.length})`)),
+            ...mine.map(card)];
+  });
+}
+
+function showWithheld(result) {
+  // targets a mixed search gave no slots: unreachable, or their scores at the noise floor
+  const entries = Object.entries(result.withheld || {});
+  const box = $("#withheld");
+  const lines = entries.map(([m, why]) => `No ${MOD_NAMES[m] || m}: ${why}.`);
+  if (result.note) lines.push(result.note.charAt(0).toUpperCase() + result.note.slice(1) + ".");
+  box.hidden = !lines.length;
+  box.textContent = lines.join(" ");
+}
+
 function render(result, ms) {
   const list = $("#results");
-  list.replaceChildren(...result.results.map(card));
+  list.replaceChildren(...($("#group").checked ? grouped(result.results)
+                                              : result.results.map(card)));
+  list.classList.toggle("grouped", $("#group").checked);
+  showWithheld(result);
   document.body.dataset.results = String(result.results.length);
   setStatus(`${result.results.length} results in ${Math.round(ms)} ms · mode ${result.mode}`
             + (state.similar ? ` · similar to ${shortName(state.similar)}` : ""));
@@ -205,6 +229,12 @@ function wire() {
     if (e.key === "/" && document.activeElement !== q) { e.preventDefault(); q.focus(); }
   });
   $("#balance").addEventListener("change", search);
+  const group = $("#group");
+  group.checked = localStorage.getItem("unibind-group") === "1";
+  group.addEventListener("change", () => {
+    localStorage.setItem("unibind-group", group.checked ? "1" : "0");
+    search();
+  });
   $("#k").addEventListener("change", search);
   const file = $("#file");
   $("#pick").addEventListener("click", () => file.click());
