@@ -36,6 +36,18 @@ def identity_block(d_in: int, offset: int, embed_dim: int) -> dict[str, torch.Te
     return {"1.weight": weight, "1.bias": torch.zeros(embed_dim)}
 
 
+def own_modalities(reach: dict[str, list[str]], modalities: Iterable[str]) -> list[str]:
+    """The modalities of ``modalities`` outside the text block (text queries cannot reach
+    them); every one when ``reach`` has no text entry."""
+    shared = reach.get("text")
+    return [] if shared is None else [m for m in modalities if m not in shared]
+
+
+def trim_output(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    """A padded head's state cut back to the first ``width`` output rows (the text block)."""
+    return {k: (v[:width] if k in OUTPUT_KEYS else v) for k, v in state.items()}
+
+
 def pad_output(state: dict[str, torch.Tensor], embed_dim: int) -> dict[str, torch.Tensor]:
     """A head's state written for the first block, padded with zero rows to ``embed_dim``."""
     out = {}

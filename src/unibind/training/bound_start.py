@@ -3,8 +3,9 @@
 ``train`` (preset ``default``, ``--init auto``) binds the features when it can (``unibind.binding``:
 offline, text and images; aligned, every modality) and trains *residual* heads on top of the bound
 map: ``head(x) = bound(x) + delta(x)``, the bound part frozen and ``delta``'s last layer starting
-at zero, so training starts exactly at the bound run. Modalities the bound run lacks (offline
-sounds) get ordinary heads into the same space. After training, the heads are interpolated in
+at zero, so training starts exactly at the bound run's text block. Modalities the bound run lacks
+or keeps in a block of their own (offline sounds: no text side) get ordinary heads into the text
+block; the own blocks are left out of the trained space. After training, the heads are interpolated in
 weight space between the start and the trained heads (WiSE-FT): ``start + a x (trained - start)``
 for the bound modalities, with the share ``a`` chosen on validation data.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from unibind.binding.layout import own_modalities, trim_output
 from unibind.errors import UsageError
 from unibind.features.folder import Features
 from unibind.run.folder import Run
@@ -58,14 +60,25 @@ def resolve_init(feats: Features, init: str | os.PathLike | None, cfg: TrainConf
     return Run.load(init)
 
 
-def residual_heads(run: Run, feats: Features, cfg: TrainConfig) -> Heads:
-    """Heads in the bound run's space: a residual head on each bound head (its weights frozen),
-    a new ``cfg.hidden`` MLP head for each modality the bound run lacks."""
+def text_block(run: Run) -> tuple[list[str], int]:
+    """The bound run's modalities sharing the space with text, and that block's width (a bound
+    run's own-space blocks follow it: ``unibind.binding.layout``)."""
     base = run.heads.cfg
+    own = own_modalities(run.reach, base.dims)
+    return ([m for m in base.dims if m not in own],
+            base.embed_dim - sum(base.dims[m] for m in own))
+
+
+def residual_heads(run: Run, feats: Features, cfg: TrainConfig) -> Heads:
+    """Heads in the bound run's text block: a residual head on each of its heads (weights
+    frozen), a new ``cfg.hidden`` MLP head for each modality the bound run lacks or keeps in an
+    own block (the identity there says nothing about text, and would be trained away)."""
+    base = run.heads.cfg
+    shared, width = text_block(run)
     dims, kinds = {}, {}
     for m in feats.modalities:
         dims[m] = feats.dims[m]
-        if m in base.dims:
+        if m in shared:
             if feats.dims[m] != base.dims[m]:
                 raise UsageError(f"--init {run.path}: its {m} head takes {base.dims[m]}-d "
                                  f"features, these features have {feats.dims[m]}-d (extracted "
@@ -73,12 +86,12 @@ def residual_heads(run: Run, feats: Features, cfg: TrainConfig) -> Heads:
             kind = base.kinds.get(m) or {"kind": "linear"}
             kinds[m] = {"kind": "residual", "base": kind, "hidden": cfg.hidden or 512,
                         "dropout": cfg.dropout}
-    heads = Heads(HeadsConfig(dims=dims, embed_dim=base.embed_dim, hidden=cfg.hidden or 512,
+    heads = Heads(HeadsConfig(dims=dims, embed_dim=width, hidden=cfg.hidden or 512,
                               dropout=cfg.dropout, kinds=kinds,
                               logit_scale_init=1.0 / cfg.temperature,
                               logit_scale_max=cfg.logit_scale_max))
     for m in kinds:
-        heads.proj[m].base.load_state_dict(run.heads.proj[m].state_dict())
+        heads.proj[m].base.load_state_dict(trim_output(run.heads.proj[m].state_dict(), width))
         heads.proj[m].base.requires_grad_(False)
         last = heads.proj[m].delta[-1]
         torch.nn.init.zeros_(last.weight)
@@ -116,4 +129,4 @@ def bound_summary(run: Run) -> dict[str, Any]:
 
 
 __all__ = ["INIT_CHOICES", "bind_in", "bound_summary", "interpolate", "resolve_init",
-           "residual_heads", "soup"]
+           "residual_heads", "soup", "text_block"]

@@ -23,6 +23,7 @@ from unibind.training.bound_start import (
     residual_heads,
     resolve_init,
     soup,
+    text_block,
 )
 from unibind.training.config import TrainConfig, preset
 from unibind.training.finish import finish_run
@@ -88,7 +89,7 @@ def train_bound_start(feats: Features, bound: Run, out: str | os.PathLike, prese
     if len(fits) > 1:
         res.heads = soup([f.heads for f in fits])
         res.seconds = sum(f.seconds for f in fits)
-    mods = [m for m in bound.modalities if m in viewed.modalities]
+    mods = [m for m in text_block(bound)[0] if m in viewed.modalities]
     val = res.split == "val"
     shares: dict[str, dict[str, float]] = {}
     if val.any():
