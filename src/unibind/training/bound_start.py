@@ -5,9 +5,10 @@ offline, text and images; aligned, every modality) and trains *residual* heads o
 map: ``head(x) = bound(x) + delta(x)``, the bound part frozen and ``delta``'s last layer starting
 at zero, so training starts exactly at the bound run's text block. Modalities the bound run lacks
 or keeps in a block of their own (offline sounds: no text side) get ordinary heads into the text
-block; the own blocks are left out of the trained space. After training, the heads are interpolated in
-weight space between the start and the trained heads (WiSE-FT): ``start + a x (trained - start)``
-for the bound modalities, with the share ``a`` chosen on validation data.
+block; the own blocks are left out of the trained space. After training, the heads are
+interpolated in weight space between the start and the trained heads (WiSE-FT):
+``start + a x (trained - start)`` for the text block's modalities, with the share ``a`` chosen
+on validation data.
 """
 
 from __future__ import annotations
