@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# Test files run in parallel, one file per worker at a time (-n auto: one worker per core).
+TEST_WORKERS ?= auto
+
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The documentation site, offline, into site/ (the CLI reference is regenerated first).
 docs: install
