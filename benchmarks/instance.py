@@ -62,8 +62,8 @@ def headline_ranks(run_path: Path, query: str, stem: str) -> str:
     emb = run.embed()
     out = []
     for m in ("image", "audio"):
-        if m not in emb.vectors:
-            continue
+        if m not in emb.vectors or m not in run.reach.get("text", []):
+            continue  # text does not reach it (a bound offline run's sounds): no rank to show
         stems = emb.table(m)["path"].map(lambda p: Path(str(p)).stem).to_numpy()
         order = np.argsort(-(q @ emb.vectors[m].T)[0], kind="stable")
         hit = np.flatnonzero(stems[order] == stem)
