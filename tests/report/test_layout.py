@@ -4,8 +4,6 @@ another (element boxes do not intersect) and each stays inside its card."""
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +11,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from tests.fixtures.browser import ARGS, CHROMIUM, needs_chromium, sync_playwright
 from tests.fixtures.runs import clustered_run
 from unibind.report.html import build_report, save_examples
 
-CHROMIUM = os.environ.get("UNIBIND_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed"),
-    pytest.mark.skipif(not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)),
-                       reason=f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)"),
-]
+pytestmark = needs_chromium
 
 BOXES = """() => [...document.querySelectorAll('.res')].map((card, i) => ({
   card: i, box: card.getBoundingClientRect().toJSON(),

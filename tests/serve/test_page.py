@@ -5,29 +5,14 @@ keyboard; a screenshot."""
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.browser import ARGS, CHROMIUM, needs_chromium, sync_playwright
 from tests.fixtures.serve import build_tiny_run, running_server
 
-CHROMIUM = os.environ.get("UNIBIND_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None,
-                       reason="playwright is not installed (pip install playwright)"),
-    pytest.mark.skipif(not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)),
-                       reason=f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)"),
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
