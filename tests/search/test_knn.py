@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from unibind.search.knn import ExactKNN, brute_force
+from unibind.search.knn import SMALL_EXACT, ExactKNN, brute_force
 
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -20,13 +20,15 @@ def assert_same(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.n
     np.testing.assert_allclose(got[0][:, :k], want[0], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("exact_below", [0, SMALL_EXACT], ids=["screened", "small-exact"])
 @pytest.mark.parametrize("screen", ["bf16", "f32"])
 @pytest.mark.parametrize("n,d,nq,k,block", [(3000, 32, 37, 10, 128), (700, 64, 5, 25, 192),
                                             (5, 16, 3, 10, None), (20000, 48, 2, 1, 4096)])
-def test_matches_brute_force(screen: str, n: int, d: int, nq: int, k: int, block: int | None):
+def test_matches_brute_force(screen: str, n: int, d: int, nq: int, k: int, block: int | None,
+                             exact_below: int):
     rng = np.random.default_rng(n + d)
     x, q = unit(rng, n, d), unit(rng, nq, d)
-    index = ExactKNN(d, screen=screen, block=block)
+    index = ExactKNN(d, screen=screen, block=block, exact_below=exact_below)
     index.add(x)
     got = index.search(q, k)
     assert_same(got, brute_force(x, q, min(k, n)))
@@ -42,7 +44,7 @@ def test_near_duplicates_and_ties_are_exact():
     x[100:110] = x[5]  # exact duplicates: ties broken by row
     x = np.concatenate([x, unit(rng, 4000, 64)])
     q = np.concatenate([base, x[5:6], unit(rng, 3, 64)])
-    index = ExactKNN(64, screen="bf16", block=256)
+    index = ExactKNN(64, screen="bf16", block=256, exact_below=0)
     index.add(x)
     assert_same(index.search(q, 20), brute_force(x, q, 20))
 
@@ -51,7 +53,7 @@ def test_unnormalised_vectors():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2000, 40)).astype(np.float32) * rng.uniform(0.1, 10, (2000, 1))
     q = rng.standard_normal((7, 40)).astype(np.float32) * 3
-    index = ExactKNN(40, screen="bf16", block=256)
+    index = ExactKNN(40, screen="bf16", block=256, exact_below=0)
     index.add(x.astype(np.float32))
     assert_same(index.search(q, 15), brute_force(x, q, 15))
 
@@ -69,10 +71,11 @@ def test_identical_to_faiss_flat():
     np.testing.assert_allclose(got_s, want_s, atol=1e-5)
 
 
-def test_ranges_equal_filtered_brute_force():
+@pytest.mark.parametrize("exact_below", [0, SMALL_EXACT], ids=["screened", "small-exact"])
+def test_ranges_equal_filtered_brute_force(exact_below: int):
     rng = np.random.default_rng(3)
     x, q = unit(rng, 5000, 32), unit(rng, 9, 32)
-    index = ExactKNN(32, block=512)
+    index = ExactKNN(32, block=512, exact_below=exact_below)
     index.add(x)
     ranges = [(0, 1200), (3000, 3100), (4500, 9999)]
     sub = np.concatenate([np.arange(a, min(b, 5000)) for a, b in ranges])
@@ -85,7 +88,7 @@ def test_ranges_equal_filtered_brute_force():
 def test_incremental_add_equals_one_shot():
     rng = np.random.default_rng(4)
     x, q = unit(rng, 3000, 24), unit(rng, 6, 24)
-    a, b = ExactKNN(24, block=256), ExactKNN(24, block=256)
+    a, b = ExactKNN(24, block=256, exact_below=0), ExactKNN(24, block=256, exact_below=0)
     a.add(x)
     for part in np.array_split(x, 5):
         b.add(part)

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 U_BF16 = 2.0 ** -8
 U_F32 = 2.0 ** -24
+#: query x row pairs up to which scores are computed exactly without screening (small
+#: parts: the screening's bookkeeping costs more than it saves)
+SMALL_EXACT = 1 << 16
 CHUNK = 64  # columns per chunk in the sparse threshold search
 WARMUP = 4096  # columns whose k-th best gives the first threshold
 
@@ -51,15 +54,18 @@ class ExactKNN:
 
     ``screen``: "bf16", "f32" or "auto" (bf16 when the CPU has native bf16 dot products).
     ``block``: database rows per matmul block (default: adaptive to the query batch).
+    ``exact_below``: a query block with at most this many query x row pairs skips the screen
+    and scores every pair exactly (the same float64 re-rank, so the same results).
     """
 
     def __init__(self, dim: int, screen: str = "auto", block: int | None = None,
-                 query_block: int = 512):
+                 query_block: int = 512, exact_below: int = SMALL_EXACT):
         if screen == "auto":
             screen = "bf16" if bf16_fast() else "f32"
         if screen not in ("bf16", "f32"):
             raise UsageError(f"screen must be 'bf16', 'f32' or 'auto', not {screen!r}")
         self.dim, self.screen, self.block, self.query_block = dim, screen, block, query_block
+        self.exact_below = exact_below
         self.x = np.zeros((0, dim), dtype=np.float32)
         self._xs = torch.zeros((0, dim), dtype=self._dtype)
         self._r_max = 0.0
@@ -167,6 +173,9 @@ class ExactKNN:
     def _search_block(self, q: np.ndarray, k: int, ranges: list[tuple[int, int]]
                       ) -> tuple[np.ndarray, np.ndarray]:
         nq = q.shape[0]
+        rows_in = sum(b - a for a, b in ranges)
+        if nq * rows_in <= self.exact_below:  # every pair is a candidate: no screening needed
+            return self._all_pairs(q, ranges, k)
         qt = torch.from_numpy(q)
         qs = qt.to(self._dtype)
         d0 = self._delta0(qt, qs)
@@ -200,6 +209,22 @@ class ExactKNN:
         qi, xi, vals = torch.cat(cq), torch.cat(cx), torch.cat(cv)
         keep = vals.double() >= t[qi]
         return self._rerank(q, qi[keep].numpy(), xi[keep].numpy(), k)
+
+    def _all_pairs(self, q: np.ndarray, ranges: list[tuple[int, int]], k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact float64 scores of every query x row pair in ``ranges`` (one matmul), top-k
+        per query, ties by row: what the screened path returns, for small searches."""
+        xi = np.concatenate([np.arange(a, b) for a, b in ranges] or [np.empty(0, np.int64)])
+        scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        rows = np.full((q.shape[0], k), -1, dtype=np.int64)
+        if not len(xi):
+            return scores, rows
+        exact = q.astype(np.float64) @ self.x[xi].astype(np.float64).T
+        kk = min(k, len(xi))
+        order = np.lexsort((np.broadcast_to(xi, exact.shape), -exact), axis=1)[:, :kk]
+        scores[:, :kk] = np.take_along_axis(exact, order, 1)
+        rows[:, :kk] = xi[order]
+        return scores, rows
 
     def _rerank(self, q: np.ndarray, qi: np.ndarray, xi: np.ndarray, k: int
                 ) -> tuple[np.ndarray, np.ndarray]:
