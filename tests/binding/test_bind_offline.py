@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.fixtures.offline import skip_without_offline_models
 from unibind.binding.bind import bind
 from unibind.data.manifest import write_manifest
 from unibind.features.extract import extract
@@ -22,12 +23,7 @@ PROMPTS = ["a cup of coffee", "a dog barking", "a red sports car", "a church bel
 
 @pytest.fixture(scope="module")
 def offline_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from unibind.encoders.offline import MissingModelPackage, offline_profile
-
-    try:
-        offline_profile()
-    except MissingModelPackage as exc:
-        pytest.skip(str(exc))
+    skip_without_offline_models()
     root = tmp_path_factory.mktemp("offline-bind")
     Image.fromarray(skimage_data.coffee()).save(root / "coffee.png")
     Image.fromarray(skimage_data.chelsea()).save(root / "chelsea.png")

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.fixtures.offline import skip_without_offline_models
 from unibind.cli import app
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the photos")
@@ -23,12 +24,7 @@ SOUNDS = Path(__file__).parents[1] / "fixtures" / "audio"
 @pytest.fixture(scope="module")
 def walk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The CLI walk on the folder; returns the root holding photos/, features/, run/."""
-    from unibind.encoders.offline import MissingModelPackage, offline_profile
-
-    try:
-        offline_profile()
-    except MissingModelPackage as exc:
-        pytest.skip(str(exc))
+    skip_without_offline_models()
     root = tmp_path_factory.mktemp("unlabelled-offline")
     photos = root / "photos"
     (photos / "kitchen").mkdir(parents=True)

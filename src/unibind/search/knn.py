@@ -214,16 +214,15 @@ class ExactKNN:
                    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact float64 scores of every query x row pair in ``ranges`` (one matmul), top-k
         per query, ties by row: what the screened path returns, for small searches."""
-        xi = np.concatenate([np.arange(a, b) for a, b in ranges] or [np.empty(0, np.int64)])
+        # sorted rows: brute_force breaks ties by position, which must be the row order
+        spans = [np.arange(a, b) for a, b in ranges] or [np.empty(0, np.int64)]
+        xi = np.unique(np.concatenate(spans))
         scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         rows = np.full((q.shape[0], k), -1, dtype=np.int64)
-        if not len(xi):
-            return scores, rows
-        exact = q.astype(np.float64) @ self.x[xi].astype(np.float64).T
         kk = min(k, len(xi))
-        order = np.lexsort((np.broadcast_to(xi, exact.shape), -exact), axis=1)[:, :kk]
-        scores[:, :kk] = np.take_along_axis(exact, order, 1)
-        rows[:, :kk] = xi[order]
+        if kk:
+            scores[:, :kk], local = brute_force(self.x[xi], q, kk)
+            rows[:, :kk] = xi[local]
         return scores, rows
 
     def _rerank(self, q: np.ndarray, qi: np.ndarray, xi: np.ndarray, k: int
